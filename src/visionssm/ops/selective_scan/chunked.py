@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .. import _alloc
+
 # About 4 MiB of float32 per chunk buffer keeps the three buffers in a typical last-level cache.
 _CHUNK_BYTES = 4 << 20
 
@@ -57,10 +59,10 @@ class _ChunkedScan(torch.autograd.Function):
         T = min(chunk_size, length)
         n_chunks = (length + T - 1) // T
         dtype = u.dtype
-        decay = torch.empty(T, batch, groups, dg, nstate, dtype=dtype, device=u.device)
-        states = torch.empty(T, batch, groups, dg, nstate, dtype=dtype, device=u.device)
-        y = torch.empty(length, batch, groups, dg, dtype=dtype, device=u.device)
-        starts = torch.empty(n_chunks, batch, groups, dg, nstate, dtype=dtype, device=u.device)
+        decay = _alloc.empty(T, batch, groups, dg, nstate, dtype=dtype, device=u.device)
+        states = _alloc.empty_like(decay)
+        y = _alloc.empty(length, batch, groups, dg, dtype=dtype, device=u.device)
+        starts = _alloc.empty(n_chunks, batch, groups, dg, nstate, dtype=dtype, device=u.device)
         h = u.new_zeros(batch, groups, dg, nstate)
         for c in range(n_chunks):
             t0 = c * T
@@ -93,13 +95,13 @@ class _ChunkedScan(torch.autograd.Function):
         dtype, device = ut.dtype, ut.device
         dyt = _time_major(dy.to(dtype), reverse).view(length, batch, groups, dg)
         n_chunks = starts.shape[0]
-        decay = torch.empty(T, batch, groups, dg, nstate, dtype=dtype, device=device)
-        states = torch.empty_like(decay)
-        adj = torch.empty_like(decay)
-        dx = torch.empty(length, batch, groups, dg, dtype=dtype, device=device)  # grad of delta * u
-        dd_a = torch.empty_like(dx)  # grad of delta through the decay
-        dB = torch.empty_like(Bt)
-        dC = torch.empty_like(Ct)
+        decay = _alloc.empty(T, batch, groups, dg, nstate, dtype=dtype, device=device)
+        states = _alloc.empty_like(decay)
+        adj = _alloc.empty_like(decay)
+        dx = _alloc.empty(length, batch, groups, dg, dtype=dtype, device=device)  # grad of delta * u
+        dd_a = _alloc.empty_like(dx)  # grad of delta through the decay
+        dB = _alloc.empty_like(Bt)
+        dC = _alloc.empty_like(Ct)
         dA = torch.zeros_like(Ag)
         carry = (
             dlast.to(dtype).view(batch, groups, dg, nstate).clone()
