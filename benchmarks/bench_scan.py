@@ -1,0 +1,133 @@
+"""GPU benchmark of the selective scan: ours (Triton) vs mamba_ssm's CUDA selective_scan_fn vs our torch path.
+
+    python benchmarks/bench_scan.py [--dtype bf16] [--shapes 128,384,197,16 ...] [--no-torch]
+
+Times are medians of triton.testing.do_bench (CUDA events), forward and forward+backward, with z gate,
+D skip, delta_bias and softplus (the Vim/Mamba configuration). Effective GB/s counts each input read once
+and each output written once; copy_gbps is a device-to-device copy measured in the same run.
+Writes benchmarks/results/scan_<gpu>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+
+import torch
+import triton
+from triton.testing import do_bench
+
+sys.path.insert(0, str(Path(__file__).parent))
+from mamba_baseline import load_selective_scan_fn  # noqa: E402
+
+from visionssm.ops.selective_scan import selective_scan  # noqa: E402
+
+SHAPES = [(128, 384, 197, 16), (32, 768, 197, 16), (8, 384, 6085, 16), (1, 384, 50177, 16), (64, 384, 3136, 1)]
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def make_inputs(batch, dim, length, nstate, dtype, seed=0):
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    r = lambda *s, dt=dtype: torch.randn(*s, generator=g, device="cuda", dtype=torch.float32).to(dt)
+    return dict(
+        u=r(batch, dim, length), delta=(r(batch, dim, length, dt=torch.float32) * 0.5 - 1).to(dtype),
+        A=-(torch.rand(dim, nstate, generator=g, device="cuda") * 4 + 0.5),
+        B=r(batch, nstate, length), C=r(batch, nstate, length), D=r(dim, dt=torch.float32),
+        z=r(batch, dim, length), delta_bias=r(dim, dt=torch.float32) * 0.5,
+    )
+
+
+def io_bytes(batch, dim, length, nstate, itemsize):
+    big, bc = batch * dim * length * itemsize, batch * nstate * length * itemsize
+    fwd = 4 * big + 2 * bc  # u, delta, z in; out
+    bwd = 7 * big + 4 * bc  # u, delta, z, dout in; du, ddelta, dz out; B, C in; dB, dC out
+    return fwd, fwd + bwd
+
+
+def copy_bandwidth_gbps():
+    x = torch.empty(1 << 28, dtype=torch.float32, device="cuda")  # 1 GiB
+    y = torch.empty_like(x)
+    ms = do_bench(lambda: y.copy_(x), warmup=25, rep=200, return_mode="median")
+    return 2 * x.numel() * 4 / (ms * 1e-3) / 1e9
+
+
+def time_fn(fn, inputs, backward):
+    leaves = {k: v.detach().clone().requires_grad_(backward) for k, v in inputs.items()}
+    if backward:
+        out = fn(**leaves)
+        grad = torch.randn_like(out)
+
+        def step():
+            o = fn(**leaves)
+            o.backward(grad)
+    else:
+
+        def step():
+            with torch.no_grad():
+                fn(**leaves)
+
+    return do_bench(step, warmup=25, rep=200, return_mode="median", grad_to_none=list(leaves.values()))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dtype", default="bf16", choices=list(DTYPES))
+    p.add_argument("--shapes", nargs="*", default=None, help="batch,dim,L,N entries")
+    p.add_argument("--no-torch", action="store_true", help="skip our pure-PyTorch path (slow at long L)")
+    p.add_argument("--torch-max-len", type=int, default=8192)
+    p.add_argument("--out", default=None)
+    a = p.parse_args()
+    shapes = [tuple(int(v) for v in s.split(",")) for s in a.shapes] if a.shapes else SHAPES
+    dtype = DTYPES[a.dtype]
+    base = load_selective_scan_fn(verbose=False)
+    ours = lambda **kw: selective_scan(**kw, delta_softplus=True, backend="triton")
+    torch_path = lambda **kw: selective_scan(**kw, delta_softplus=True, backend="torch")
+    baseline = (lambda **kw: base(**kw, delta_softplus=True)) if base is not None else None
+    copy_gbps = copy_bandwidth_gbps()
+    dev = torch.cuda.get_device_name()
+    records = []
+    for shape in shapes:
+        x = make_inputs(*shape, dtype)
+        rec = {"shape": list(shape), "dtype": a.dtype}
+        for mode, bwd in (("fwd", False), ("fwdbwd", True)):
+            rec[f"ours_{mode}_ms"] = time_fn(ours, x, bwd)
+            rec[f"base_{mode}_ms"] = time_fn(baseline, x, bwd) if baseline else None
+            run_torch = not a.no_torch and shape[2] <= a.torch_max_len
+            rec[f"torch_{mode}_ms"] = time_fn(torch_path, x, bwd) if run_torch else None
+            if rec[f"base_{mode}_ms"]:
+                rec[f"speedup_vs_base_{mode}"] = rec[f"base_{mode}_ms"] / rec[f"ours_{mode}_ms"]
+        fwd_b, all_b = io_bytes(*shape, torch.finfo(dtype).bits // 8)
+        rec["ours_fwd_gbps"] = fwd_b / (rec["ours_fwd_ms"] * 1e-3) / 1e9
+        rec["ours_fwdbwd_gbps"] = all_b / (rec["ours_fwdbwd_ms"] * 1e-3) / 1e9
+        rec["copy_gbps"] = copy_gbps
+        rec["ours_fwd_copy_fraction"] = rec["ours_fwd_gbps"] / copy_gbps
+        records.append(rec)
+        del x
+        torch.cuda.empty_cache()
+    result = {
+        "device": dev, "date": datetime.date.today().isoformat(), "torch": torch.__version__,
+        "triton": triton.__version__, "baseline": "mamba_ssm 2.3.2.post1 selective_scan_fn" if base else None,
+        "config": "z gate, D, delta_bias, softplus; B/C per token (1 group)", "records": records,
+    }
+    fmt = lambda v: f"{v:9.3f}" if v is not None else f"{'-':>9}"
+    ratio = lambda a_, b_: f"{b_ / a_:6.2f}x" if b_ else f"{'-':>7}"
+    print(f"{dev}  {a.dtype}  copy bandwidth {copy_gbps:.0f} GB/s  (times in ms, median)")
+    print(f"{'shape (B,D,L,N)':<24}{'ours fwd':>9}{'mamba':>9}{'ratio':>8}{'torch':>9} |"
+          f"{'ours f+b':>9}{'mamba':>9}{'ratio':>8}{'torch':>9} | {'GB/s fwd':>8}")
+    for r in records:
+        print(f"{str(tuple(r['shape'])):<24}{fmt(r['ours_fwd_ms'])}{fmt(r['base_fwd_ms'])}"
+              f"{ratio(r['ours_fwd_ms'], r['base_fwd_ms']):>8}{fmt(r['torch_fwd_ms'])} |"
+              f"{fmt(r['ours_fwdbwd_ms'])}{fmt(r['base_fwdbwd_ms'])}{ratio(r['ours_fwdbwd_ms'], r['base_fwdbwd_ms']):>8}"
+              f"{fmt(r['torch_fwdbwd_ms'])} | {r['ours_fwd_gbps']:8.0f}")
+    gpu = dev.lower().replace("nvidia", "").strip().split()[0]
+    out = Path(a.out) if a.out else Path(__file__).parent / "results" / f"scan_{gpu}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
