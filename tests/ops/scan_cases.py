@@ -37,6 +37,6 @@ def run_with_grads(fn, inputs: dict, cast, *, seed=0, **kw):
     out = fn(**leaves, **kw)
     outs = out if isinstance(out, tuple) else (out,)
     g = torch.Generator().manual_seed(seed)
-    loss = sum((o.double() * torch.randn(o.shape, generator=g, dtype=torch.float64)).sum() for o in outs)
+    loss = sum((o.double() * torch.randn(o.shape, generator=g, dtype=torch.float64).to(o.device)).sum() for o in outs)
     grads = torch.autograd.grad(loss, list(leaves.values()))
     return outs, dict(zip(leaves.keys(), grads))
