@@ -58,7 +58,7 @@ def load_selective_scan_fn(verbose: bool = True):
         sys.path.insert(0, str(build))
         importlib.import_module("selective_scan_cuda")
     else:
-        load(
+        sys.modules["selective_scan_cuda"] = load(
             name="selective_scan_cuda", sources=sources, build_directory=str(build), verbose=verbose,
             extra_cflags=["-O3", "-std=c++17"],
             extra_cuda_cflags=_FLAGS + [f"-gencode=arch=compute_{arch},code=sm_{arch}"],

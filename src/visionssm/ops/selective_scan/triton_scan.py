@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 
@@ -9,25 +11,26 @@ from .. import _alloc
 from .triton_bwd import selective_scan_bwd_kernel
 from .triton_fwd import selective_scan_fwd_kernel
 
+_TARGET_PROGRAMS = 1024  # enough independent programs to hide each step's latency on a large GPU
 
-def _block_d(dim_per_group: int, batch: int, dim: int) -> int:
-    """Channels per program: a power of two dividing the group width; fewer when the grid would be small."""
-    bd = 1
-    while bd < 8 and dim_per_group % (bd * 2) == 0:
-        bd *= 2
-    while bd > 1 and batch * (dim // bd) < 1024:  # keep the GPU's multiprocessors busy
+
+def launch_config(batch: int, dim: int, dim_per_group: int, nstate: int, length: int):
+    """(BLOCK_D, BLOCK_N, CHUNK, num_warps, seg_len, n_seg). ``VISIONSSM_SCAN_CFG=bd,chunk,warps`` overrides."""
+    bd, chunk, warps = 16, 16, 2
+    if os.environ.get("VISIONSSM_SCAN_CFG"):
+        bd, chunk, warps = (int(v) for v in os.environ["VISIONSSM_SCAN_CFG"].split(","))
+    while dim_per_group % bd:
         bd //= 2
-    return bd
+    bn = triton.next_power_of_2(nstate)
+    programs = batch * (dim // bd)
+    n_seg = max(1, min(triton.cdiv(_TARGET_PROGRAMS, programs), triton.cdiv(length, 4 * chunk)))
+    seg_len = triton.cdiv(triton.cdiv(length, n_seg), chunk) * chunk
+    n_seg = triton.cdiv(length, seg_len)
+    return bd, bn, chunk, warps, seg_len, n_seg
 
 
-def _launch_cfg(batch, dim, dim_per_group, nstate, length):
-    bd = _block_d(dim_per_group, batch, dim)
-    bn = max(2, triton.next_power_of_2(nstate))
-    bl = 64 if bn <= 16 else 32
-    bl = min(bl, max(16, triton.next_power_of_2(length)))
-    while bd * bn * bl > 8192 and bl > 16:
-        bl //= 2
-    return bd, bn, bl
+def _strides(t, n=3):
+    return t.stride() if t is not None else (0,) * n
 
 
 class _TritonScan(torch.autograd.Function):
@@ -36,55 +39,72 @@ class _TritonScan(torch.autograd.Function):
         batch, dim, length = u.shape
         groups, nstate = B.shape[1], A.shape[1]
         dpg = dim // groups
-        bd, bn, bl = _launch_cfg(batch, dim, dpg, nstate, length)
-        n_chunks = triton.cdiv(length, bl)
-        out = _alloc.empty(batch, dim, length, dtype=u.dtype, device=u.device)
-        last = _alloc.empty(batch, dim, nstate, dtype=torch.float32, device=u.device)
-        save = torch.is_grad_enabled() or any(ctx.needs_input_grad)
-        starts = _alloc.empty(batch, dim, n_chunks, nstate, dtype=torch.float32, device=u.device)
+        bd, bn, chunk, warps, seg_len, n_seg = launch_config(batch, dim, dpg, nstate, length)
+        dev = u.device
+        f32 = dict(dtype=torch.float32, device=dev)
+        out = _alloc.empty(batch, dim, length, dtype=u.dtype, device=dev)
+        last = _alloc.empty(batch, dim, nstate, **f32)
+        save = any(ctx.needs_input_grad)
+        starts = _alloc.empty(batch, dim, triton.cdiv(length, chunk), nstate, **f32) if save else last
+        seg_end = _alloc.empty(batch, dim, n_seg, nstate, **f32) if n_seg > 1 else last
+        seg_sum = _alloc.empty(batch, dim, n_seg, **f32) if n_seg > 1 else last
         A = A.contiguous()
-        dummy = out
-        selective_scan_fwd_kernel[(batch, dim // bd)](
-            u, delta, A, B, C, D if D is not None else dummy, z if z is not None else dummy,
-            delta_bias if delta_bias is not None else dummy, out, last, starts,
-            length, dim, dpg, nstate,
-            *u.stride(), *delta.stride(), *(z.stride() if z is not None else (0, 0, 0)), *out.stride(),
-            *A.stride(), *B.stride(), *C.stride(), *starts.stride(),
-            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
-            REVERSE=reverse, SAVE_STARTS=save, BLOCK_D=bd, BLOCK_N=bn, BLOCK_L=bl, num_warps=4,
+        opt = lambda t: t if t is not None else out
+        args = (
+            u, delta, A, B, C, opt(D), opt(z), opt(delta_bias), out, last, starts, seg_end, seg_sum,
+            length, dim, dpg, nstate, seg_len, n_seg,
+            *u.stride(), *delta.stride(), *_strides(z), *out.stride(), *B.stride(), *C.stride(),
         )
-        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, starts)
-        ctx.cfg = (softplus, reverse, bd, bn, bl)
+        flags = dict(
+            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
+            REVERSE=reverse, SAVE_STARTS=save, CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn, num_warps=warps,
+        )
+        grid = (batch, dim // bd, n_seg)
+        if n_seg > 1:
+            selective_scan_fwd_kernel[grid](*args, MODE=1, **flags)
+        selective_scan_fwd_kernel[grid](*args, MODE=0, **flags)
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, starts, seg_sum)
+        ctx.cfg = (softplus, reverse, bd, bn, chunk, warps, seg_len, n_seg)
         return out, last
 
     @staticmethod
     def backward(ctx, dout, dlast):
-        u, delta, A, B, C, D, z, delta_bias, starts = ctx.saved_tensors
-        softplus, reverse, bd, bn, bl = ctx.cfg
+        u, delta, A, B, C, D, z, delta_bias, starts, seg_sum = ctx.saved_tensors
+        softplus, reverse, bd, bn, chunk, warps, seg_len, n_seg = ctx.cfg
         batch, dim, length = u.shape
         groups, nstate = B.shape[1], A.shape[1]
-        Bc, Cc = B.contiguous(), C.contiguous()
-        du = _alloc.empty(batch, dim, length, dtype=u.dtype, device=u.device)
-        ddelta = _alloc.empty(batch, dim, length, dtype=delta.dtype, device=u.device)
-        dz = _alloc.empty(batch, dim, length, dtype=z.dtype, device=u.device) if z is not None else None
-        f32 = dict(dtype=torch.float32, device=u.device)
+        dev = u.device
+        f32 = dict(dtype=torch.float32, device=dev)
+        n_blk = dim // bd
+        du = _alloc.empty(batch, dim, length, dtype=u.dtype, device=dev)
+        ddelta = _alloc.empty(batch, dim, length, dtype=delta.dtype, device=dev)
+        dz = _alloc.empty(batch, dim, length, dtype=z.dtype, device=dev) if z is not None else None
+        dBp = _alloc.empty(batch, n_blk, nstate, length, **f32)
+        dCp = _alloc.empty(batch, n_blk, nstate, length, **f32)
         dA = torch.zeros(dim, nstate, **f32)
-        dB = torch.zeros(batch, groups, nstate, length, **f32)
-        dC = torch.zeros(batch, groups, nstate, length, **f32)
         dD = torch.zeros(dim, **f32) if D is not None else None
         dbias = torch.zeros(dim, **f32) if delta_bias is not None else None
-        dummy = du
+        seg_w = _alloc.empty(batch, dim, n_seg, nstate, **f32) if n_seg > 1 else dA
+        scratch = torch.empty(batch * n_blk * n_seg * chunk * bd * bn, **f32)
         dlast = dlast.float().contiguous() if dlast is not None else None
-        selective_scan_bwd_kernel[(batch, dim // bd)](
-            u, delta, A, Bc, Cc, D if D is not None else dummy, z if z is not None else dummy,
-            delta_bias if delta_bias is not None else dummy, dout, dlast if dlast is not None else dummy, starts,
-            du, ddelta, dA, dB, dC, dD if D is not None else dummy, dz if z is not None else dummy,
-            dbias if delta_bias is not None else dummy,
-            length, dim, dim // groups, nstate, groups,
-            *u.stride(), *delta.stride(), *(z.stride() if z is not None else (0, 0, 0)), *dout.stride(),
-            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
-            REVERSE=reverse, HAS_DLAST=dlast is not None, BLOCK_D=bd, BLOCK_N=bn, BLOCK_L=bl, num_warps=4,
+        opt = lambda t: t if t is not None else du
+        args = (
+            u, delta, A, B, C, opt(D), opt(z), opt(delta_bias), dout, opt(dlast), starts, seg_w, seg_sum, scratch,
+            du, ddelta, dA, dBp, dCp, opt(dD), opt(dz), opt(dbias),
+            length, dim, dim // groups, nstate, seg_len, n_seg,
+            *u.stride(), *delta.stride(), *_strides(z), *dout.stride(), *B.stride(), *C.stride(),
         )
+        flags = dict(
+            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
+            REVERSE=reverse, HAS_DLAST=dlast is not None, CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn, num_warps=warps,
+        )
+        grid = (batch, n_blk, n_seg)
+        if n_seg > 1:
+            selective_scan_bwd_kernel[grid](*args, MODE=1, **flags)
+        selective_scan_bwd_kernel[grid](*args, MODE=0, **flags)
+        # Per-block partial grads of B and C -> sum over the blocks of each group.
+        dB = dBp.view(batch, groups, n_blk // groups, nstate, length).sum(2)
+        dC = dCp.view(batch, groups, n_blk // groups, nstate, length).sum(2)
         return (
             du, ddelta, dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
             dD.to(D.dtype) if D is not None else None, dz,
@@ -109,6 +129,6 @@ def selective_scan_triton(
         delta = delta.to(u.dtype)
     if z is not None and z.dtype != u.dtype:
         z = z.to(u.dtype)
-    f32 = lambda t: t.float() if t is not None and t.dtype != torch.float32 else t
+    f32 = lambda t: t.float().contiguous() if t is not None else None
     out, last = _TritonScan.apply(u, delta, f32(A), B, C, f32(D), z, f32(delta_bias), delta_softplus, reverse)
     return (out, last) if return_last_state else out

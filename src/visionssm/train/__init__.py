@@ -1,0 +1,7 @@
+"""Training, evaluation and checkpointing: data, loop, DDP, run outputs (see DESIGN.md, "Training outputs")."""
+
+from .config import TrainConfig
+from .errors import NonFiniteLossError, UserError
+from .loop import train
+
+__all__ = ["NonFiniteLossError", "TrainConfig", "UserError", "train"]
