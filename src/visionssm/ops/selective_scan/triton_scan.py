@@ -16,7 +16,7 @@ _TARGET_PROGRAMS = 1024  # enough independent programs to hide each step's laten
 
 def launch_config(batch: int, dim: int, dim_per_group: int, nstate: int, length: int):
     """(BLOCK_D, BLOCK_N, CHUNK, num_warps, seg_len, n_seg). ``VISIONSSM_SCAN_CFG=bd,chunk,warps`` overrides."""
-    bd, chunk, warps = 16, 16, 2
+    bd, chunk, warps = 32, 16, 2  # best of a sweep on an H100 (benchmarks/results/scan_h100.json)
     if os.environ.get("VISIONSSM_SCAN_CFG"):
         bd, chunk, warps = (int(v) for v in os.environ["VISIONSSM_SCAN_CFG"].split(","))
     while dim_per_group % bd:
