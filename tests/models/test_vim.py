@@ -174,3 +174,29 @@ def test_misc_api():
     matcher = model.group_matcher()
     assert set(matcher) == {"stem", "blocks"}
     assert [f["module"] for f in model.feature_info] == ["layers.0", "layers.1"]
+
+
+def test_load_official_checkpoint_allows_namespace_only(tmp_path):
+    import argparse
+    import pickle
+
+    from visionssm.models.vim import checkpoint_filter_fn, load_official_checkpoint
+
+    model = timm.create_model("vim_nano_patch4_32", num_classes=10)
+    path = tmp_path / "vim_official.pth"
+    torch.save({"model": model.state_dict(), "epoch": 3, "args": argparse.Namespace(lr=1e-3)}, path)
+    ckpt = load_official_checkpoint(path)
+    assert ckpt["args"].lr == 1e-3
+    fresh = timm.create_model("vim_nano_patch4_32", num_classes=10)
+    fresh.load_state_dict(checkpoint_filter_fn(ckpt, fresh), strict=True)
+    assert torch.equal(fresh.pos_embed, model.pos_embed)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    bad = tmp_path / "evil.pth"
+    with open(bad, "wb") as f:
+        pickle.dump({"model": {}, "x": Evil()}, f)
+    with pytest.raises(pickle.UnpicklingError):
+        load_official_checkpoint(bad)

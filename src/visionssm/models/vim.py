@@ -251,6 +251,19 @@ def checkpoint_filter_fn(state_dict: dict, model: VisionMamba) -> dict:
     return out
 
 
+def load_official_checkpoint(path) -> dict:
+    """Read an official hustvl/Vim ``.pth`` without running pickled code.
+
+    The released files are whole training checkpoints that also pickle the ``argparse.Namespace`` of the
+    run, which plain ``torch.load(weights_only=True)`` refuses; that one class (a plain attribute holder) is
+    allowed, nothing else. Pass the result to :func:`checkpoint_filter_fn`.
+    """
+    import argparse
+
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def _cfg(url: str = "", **kwargs) -> dict:
     return {
         "url": url, "num_classes": 1000, "input_size": (3, 224, 224), "pool_size": None,
