@@ -120,7 +120,8 @@ def main():
     for r in records:
         print(f"{str(tuple(r['shape'])):<24}{fmt(r['ours_fwd_ms'])}{fmt(r['base_fwd_ms'])}"
               f"{ratio(r['ours_fwd_ms'], r['base_fwd_ms']):>8}{fmt(r['torch_fwd_ms'])} |"
-              f"{fmt(r['ours_fwdbwd_ms'])}{fmt(r['base_fwdbwd_ms'])}{ratio(r['ours_fwdbwd_ms'], r['base_fwdbwd_ms']):>8}"
+              f"{fmt(r['ours_fwdbwd_ms'])}{fmt(r['base_fwdbwd_ms'])}"
+              f"{ratio(r['ours_fwdbwd_ms'], r['base_fwdbwd_ms']):>8}"
               f"{fmt(r['torch_fwdbwd_ms'])} | {r['ours_fwd_gbps']:8.0f}")
     gpu = dev.lower().replace("nvidia", "").strip().split()[0]
     out = Path(a.out) if a.out else Path(__file__).parent / "results" / f"scan_{gpu}.json"

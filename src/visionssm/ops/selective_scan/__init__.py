@@ -60,7 +60,9 @@ def _check_shapes(u, delta, A, B, C, D, z, delta_bias):
     n = A.shape[1]
     for name, t in (("B", B), ("C", C)):
         if t.dim() not in (3, 4):
-            raise ValueError(f"selective_scan: {name} must be (batch, N, L) or (batch, groups, N, L), got {tuple(t.shape)}")
+            raise ValueError(
+                f"selective_scan: {name} must be (batch, N, L) or (batch, groups, N, L), got {tuple(t.shape)}"
+            )
         groups = 1 if t.dim() == 3 else t.shape[1]
         if t.shape[0] != batch or t.shape[-2] != n or t.shape[-1] != length:
             raise ValueError(
