@@ -75,11 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="top-1/top-5 and confusion.png of a checkpoint")
     p.add_argument("--checkpoint", required=True, help=".safetensors from a run (or .pt/.pth state dict)")
-    p.add_argument("--data", default=None, help="ImageFolder root (its val/) or split folder; default: the run's")
+    p.add_argument("--data", default=None,
+                   help="ImageFolder root (its val/) or one split folder; default: the run's digits split")
     p.add_argument("--model", default=None, help="model name (default: from the checkpoint)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")
-    p.add_argument("--output", default=None, help="where confusion.png goes (default: next to the checkpoint)")
+    p.add_argument("--output", default=None, help="folder for confusion.png (default: the checkpoint's)")
     p.add_argument("--limit-batches", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_eval)
 
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"visionssm: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("visionssm: interrupted (the last saved state.pt is intact; --resume continues)", file=sys.stderr)
+        print("visionssm: interrupted; the last saved state.pt is intact (--resume DIR)", file=sys.stderr)
         return 130
 
 

@@ -1,4 +1,4 @@
-"""Training, evaluation and checkpointing: data, loop, DDP, run outputs (see DESIGN.md, "Training outputs")."""
+"""Training, evaluation, checkpointing: data, loop, DDP, run outputs (DESIGN.md, "Training outputs")."""
 
 from .config import TrainConfig
 from .errors import NonFiniteLossError, UserError

@@ -69,9 +69,10 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
 
 
 def _unsafe_pickle(path: Path, e: Exception) -> UserError:
-    why = next((ln.strip() for ln in str(e).splitlines() if "Unsupported" in ln or "global" in ln.lower()), "")
+    lines = [ln.strip() for ln in str(e).splitlines()]
+    why = next((ln for ln in lines if "Unsupported" in ln or "global" in ln.lower()), "")
     why = f" ({why})" if why else ""
-    return UserError(f"refused {path}: the pickle carries code or non-tensor objects{why}; not loaded, nothing ran")
+    return UserError(f"refused {path}: the pickle carries code or non-tensor objects{why}; nothing ran")
 
 
 def torch_load(path: Path) -> Any:
@@ -86,7 +87,8 @@ def torch_load(path: Path) -> Any:
             raise _unsafe_pickle(path, e) from None
         raise UserError(f"checkpoint {path} is truncated or corrupt (UnpicklingError: {_first(e)})") from None
     except (EOFError, RuntimeError, zipfile.BadZipFile, ValueError, OSError) as e:
-        raise UserError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}: {_first(e)})") from None
+        raise UserError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}: {_first(e)})") \
+            from None
 
 
 def _first(e: Exception) -> str:
@@ -137,7 +139,7 @@ def _listed(kind: str, keys: list[str], limit: int = 4) -> str:
     return f"{kind} {len(keys)}: {', '.join(keys[:limit])}{more}"
 
 
-def load_into(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], path: Path, model_name: str) -> None:
+def load_into(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], path: Path, model_name: str):
     """Strict load with a one-line account of missing, unexpected and mis-shaped keys."""
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict]

@@ -116,7 +116,7 @@ def verify_images(samples: list[tuple[str, int]], skip: bool) -> tuple[list[tupl
     bad = [(p, why) for (p, _), why in zip(samples, problems) if why is not None]
     if bad and not skip:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise UserError(f"corrupt image {bad[0][0]}: {bad[0][1]}{more}; pass --skip-corrupt to skip such files")
+        raise UserError(f"corrupt image {bad[0][0]}: {bad[0][1]}{more}; --skip-corrupt skips such files")
     good = [s for s, why in zip(samples, problems) if why is None]
     return good, [p for p, _ in bad]
 
@@ -132,10 +132,11 @@ class Data:
     def describe(self) -> str:
         where = "sklearn digits" if self.digits else "image folder"
         extra = f", skipped {len(self.skipped)} corrupt" if self.skipped else ""
-        return f"{where}: {len(self.train)} train / {len(self.val)} val images, {len(self.classes)} classes{extra}"
+        sizes = f"{len(self.train)} train / {len(self.val)} val images, {len(self.classes)} classes"
+        return f"{where}: {sizes}{extra}"
 
 
-def build_data(data: str | None, val_fraction: float = 0.2, split_seed: int = 0, skip_corrupt: bool = False) -> Data:
+def build_data(data: str | None, val_fraction: float = 0.2, split_seed: int = 0, skip_corrupt: bool = False):
     if data is None:
         train, val = (DigitsDataset(s, val_fraction, split_seed) for s in ("train", "val"))
         return Data(train, val, train.classes, digits=True)
@@ -171,9 +172,12 @@ def make_transforms(cfg, data_config: dict, digits: bool):
         color_jitter=cfg.color_jitter or None, auto_augment=cfg.auto_augment, re_prob=cfg.reprob, **common,
     )
     eval_tf = eval_transform(data_config)
-    if digits and cfg.auto_augment:
-        from torchvision import transforms
+    from torchvision import transforms
 
+    if cfg.translate:  # before timm's crop; digits vary in position more than in scale
+        shift = transforms.RandomAffine(degrees=0.0, translate=(cfg.translate, cfg.translate))
+        train_tf = transforms.Compose([shift, train_tf])
+    if digits and cfg.auto_augment:
         train_tf = transforms.Compose([transforms.ToPILImage(), train_tf])
     return train_tf, eval_tf
 
@@ -222,6 +226,19 @@ class Transformed(Dataset):
         with seeded(seed):
             return self.transform(image), target
 
+    def __getitems__(self, keys: list) -> list:
+        """A batch (the DataLoader's fast path). In the main process the per-image ops run on one
+        thread: tiny tensors gain nothing from intra-op threads, and on a busy machine their
+        thread hand-offs cost 100x the work (16 ms vs 0.1 ms an image, measured)."""
+        threads = torch.get_num_threads()
+        if threads == 1 or torch.utils.data.get_worker_info() is not None:
+            return [self[k] for k in keys]
+        torch.set_num_threads(1)
+        try:
+            return [self[k] for k in keys]
+        finally:
+            torch.set_num_threads(threads)
+
 
 class EpochBatches(Sampler):
     """Training batches of ``(index, aug_seed)`` for one rank.
@@ -232,7 +249,8 @@ class EpochBatches(Sampler):
     gradients equal to the single-process mean). ``start`` skips batches already consumed.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1, limit: int | None = None):
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1,
+                 limit: int | None = None):
         self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
         full = n // (batch_size * world)
         self.num_batches = min(full, limit) if limit else full

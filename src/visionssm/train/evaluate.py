@@ -10,7 +10,16 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from .checkpoint import load_into, load_weights
-from .data import DigitsDataset, FolderDataset, Shard, Transformed, _scan, eval_transform, load_image, verify_images
+from .data import (
+    DigitsDataset,
+    FolderDataset,
+    Shard,
+    Transformed,
+    _scan,
+    eval_transform,
+    load_image,
+    verify_images,
+)
 from .distributed import Dist, all_reduce_sum
 from .errors import UserError
 from .metrics import plot_confusion
@@ -18,9 +27,10 @@ from .model import create_model, meta_data_config
 
 
 @torch.no_grad()
-def evaluate(model, loader, device, autocast, num_classes: int, d: Dist = Dist()) -> dict:
+def evaluate(model, loader, device, autocast, num_classes: int, d: Dist | None = None) -> dict:
     """Loss, top-1, top-5 (%) and confusion matrix over the loader, summed across ranks."""
     model.eval()
+    d = d or Dist()
     k = min(5, num_classes)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     hits = torch.zeros(2, dtype=torch.float64, device=device)  # top-1, top-k
@@ -81,7 +91,8 @@ def run_eval(checkpoint: str, data: str | None = None, model_name: str | None = 
     dev = resolve_device(device)
     path = Path(checkpoint)
     model, meta, classes, data_config = _model_from_checkpoint(path, model_name, dev)
-    if data is None and meta.get("data") is None and meta:
+    data = data or meta.get("data")  # default: the data the run was trained on
+    if data is None and meta:
         dataset = DigitsDataset("val", meta.get("val_fraction", 0.2), meta.get("split_seed", 0))
         where = "digits val split"
     elif data is None:

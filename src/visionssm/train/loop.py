@@ -54,8 +54,9 @@ def config_for_resume(run_dir: str | Path, given: dict) -> TrainConfig:
     fixed = [k for k in changed if k not in RESUME_OVERRIDABLE]
     if fixed:
         k = fixed[0]
-        raise UserError(f"--resume {run_dir}: --{k.replace('_', '-')} {given[k]} differs from the run's "
-                        f"{getattr(base, k)!r}; a resumed run keeps its settings (only {sorted(RESUME_OVERRIDABLE)})")
+        flag = f"--{k.replace('_', '-')}"
+        raise UserError(f"--resume {run_dir}: {flag} {given[k]} differs from the run's {getattr(base, k)!r}; "
+                        f"a resumed run keeps its settings (may change: {sorted(RESUME_OVERRIDABLE)})")
     return from_args(given, base)
 
 
@@ -144,7 +145,8 @@ def _train(cfg: TrainConfig, d, resume: str | None, overwrite: bool) -> nn.Modul
     data_config = data_config_for(model, cfg.img_size, data.digits)
     train_tf, eval_tf = make_transforms(cfg, data_config, data.digits)
 
-    batches = EpochBatches(len(data.train), cfg.batch_size, cfg.seed, d.rank, d.world_size, cfg.limit_train_batches)
+    batches = EpochBatches(len(data.train), cfg.batch_size, cfg.seed, d.rank, d.world_size,
+                           cfg.limit_train_batches)
     if batches.num_batches == 0:
         raise UserError(f"train split has {len(data.train)} images, fewer than one global batch of "
                         f"{cfg.batch_size * d.world_size}; lower --batch-size")
@@ -190,7 +192,8 @@ def _train(cfg: TrainConfig, d, resume: str | None, overwrite: bool) -> nn.Modul
         if ema is not None and state["ema"] is not None:
             ema.module.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        if state["epochs"] == cfg.epochs:  # else --epochs changed: keep the schedule stretched to it
+            scheduler.load_state_dict(state["scheduler"])
         if state["scaler"]:
             scaler.load_state_dict(state["scaler"])
         epoch, step_in_epoch, global_step = state["epoch"], state["step_in_epoch"], state["step"]
@@ -198,7 +201,8 @@ def _train(cfg: TrainConfig, d, resume: str | None, overwrite: bool) -> nn.Modul
         mine = state["per_rank"][d.rank]
         sums.copy_(mine["sums"])
         scheduler.step_update(num_updates=global_step)
-        log(f"resuming {out} at epoch {epoch + 1}, step {global_step} ({step_in_epoch}/{steps_per_epoch} of the epoch)")
+        log(f"resuming {out} at epoch {epoch + 1}, step {global_step} "
+            f"({step_in_epoch}/{steps_per_epoch} of the epoch)")
     else:
         torch.manual_seed(cfg.seed + d.rank)  # per-rank dropout / drop-path streams
         np.random.seed(cfg.seed + d.rank)
@@ -218,10 +222,12 @@ def _train(cfg: TrainConfig, d, resume: str | None, overwrite: bool) -> nn.Modul
                     "global_batch": cfg.batch_size * d.world_size, "steps_per_epoch": steps_per_epoch,
                     "params": n_params, "data": data.describe(), "visionssm": visionssm.__version__,
                     "torch": str(torch.__version__), "timm": str(timm.__version__)}
-        write_text(out / "config.yaml", yaml.safe_dump({"config": to_dict(cfg), "run": run_info}, sort_keys=False))
+        text = yaml.safe_dump({"config": to_dict(cfg), "run": run_info}, sort_keys=False)
+        write_text(out / "config.yaml", text)
     if state is None:
-        log(f"{cfg.model}: {n_params / 1e6:.3f}M params | {data.describe()} | {d.world_size} x {cfg.batch_size} "
-            f"per step, {steps_per_epoch} steps/epoch | device {device}, amp {amp} | output {out}")
+        log(f"{cfg.model}: {n_params / 1e6:.3f}M params | {data.describe()} | {d.world_size} x "
+            f"{cfg.batch_size} per step, {steps_per_epoch} steps/epoch | device {device}, amp {amp} | "
+            f"output {out}")
     if data.skipped:
         log(f"visionssm: skipped {len(data.skipped)} corrupt image(s), first: {data.skipped[0]}")
     # RNG restored last: everything above may draw from it, the uninterrupted run did not
@@ -246,7 +252,7 @@ def _train(cfg: TrainConfig, d, resume: str | None, overwrite: bool) -> nn.Modul
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(), "epoch": epoch, "step_in_epoch": step_in_epoch,
             "step": global_step, "best_top1": best, "history": history, "per_rank": per_rank,
-            "world_size": d.world_size, "meta": meta,
+            "world_size": d.world_size, "epochs": cfg.epochs, "meta": meta,
         })
 
     last_saved = state["step"] if state is not None else None
@@ -271,8 +277,8 @@ def _train(cfg: TrainConfig, d, resume: str | None, overwrite: bool) -> nn.Modul
             if bad.item():
                 saved = (f"last good checkpoint: {state_path} (step {last_saved})" if last_saved is not None
                          else "no checkpoint had been saved yet")
-                raise NonFiniteLossError(f"loss is {loss.item()} at step {global_step + 1} (epoch {epoch + 1}, "
-                                         f"batch {step_in_epoch + 1}); stopped, {saved}")
+                where = f"step {global_step + 1} (epoch {epoch + 1}, batch {step_in_epoch + 1})"
+                raise NonFiniteLossError(f"loss is {loss.item()} at {where}; stopped, {saved}")
             scaler.scale(loss).backward()
             if cfg.clip_grad:
                 scaler.unscale_(optimizer)
@@ -288,12 +294,13 @@ def _train(cfg: TrainConfig, d, resume: str | None, overwrite: bool) -> nn.Modul
 
             n = hard.numel()
             correct = (logits.detach().argmax(dim=1) == hard).sum()
-            sums += torch.stack([loss.detach().double() * n, correct.double(), torch.tensor(n, device=device)])
+            sums += torch.stack([loss.detach().double() * n, correct.double(), sums.new_tensor(n)])
             seen_now += n * d.world_size
             if d.is_main:
                 rate = seen_now / max(time.perf_counter() - t0, 1e-9)
                 progress.update(loss.item(), 100.0 * correct.item() / n, rate)
-            if cfg.save_every_steps and global_step % cfg.save_every_steps == 0 and step_in_epoch < steps_per_epoch:
+            mid_epoch = step_in_epoch < steps_per_epoch  # the epoch end saves anyway
+            if cfg.save_every_steps and global_step % cfg.save_every_steps == 0 and mid_epoch:
                 save(last_epoch_done=False)
                 last_saved = global_step
         progress.close()
@@ -315,8 +322,9 @@ def _train(cfg: TrainConfig, d, resume: str | None, overwrite: bool) -> nn.Modul
             plot_curves(out / "curves.png", history)
         save(last_epoch_done=True, improved=improved)
         last_saved = global_step
-        log(f"epoch {row['epoch']}/{cfg.epochs} train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "
-            f"val_top1 {row['val_top1']:.2f}% val_top5 {row['val_top5']:.2f}% lr {row['lr']:.2e} "
+        log(f"epoch {row['epoch']}/{cfg.epochs} train_loss {row['train_loss']:.4f} "
+            f"val_loss {row['val_loss']:.4f} val_top1 {row['val_top1']:.2f}% val_top5 {row['val_top5']:.2f}% "
+            f"lr {row['lr']:.2e} "
             f"{row['img_per_s']:,.0f} img/s ({train_time:.1f}s)", flush=True)
 
     if events is not None:

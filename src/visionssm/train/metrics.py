@@ -114,7 +114,9 @@ class Progress:
         self.tty = enabled and sys.stderr.isatty()
         self.enabled, self.every, self.total, self.desc = enabled, max(every, 1), total, desc
         self.n, self.t0 = initial, time.perf_counter()
-        self.bar = tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True) if self.tty else None
+        self.bar = None
+        if self.tty:
+            self.bar = tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True)
 
     def update(self, loss: float, acc: float, img_per_s: float) -> None:
         self.n += 1

@@ -26,20 +26,18 @@ def visionssm_model_names(pattern: str = "") -> list[str]:
 
 
 def family_and_paper(name: str) -> tuple[str, str]:
-    """Family = defining module; paper from the pretrained cfg, else the module's PAPER or docstring."""
+    """Family = defining module. Paper = pretrained cfg's paper_name (else the module's PAPER, else its
+    docstring title up to ':') and paper_ids."""
     module_name = model_entrypoint(name).__module__
     module = sys.modules.get(module_name)
-    family = module_name.rsplit(".", 1)[-1]
     cfg = get_pretrained_cfg(name, allow_unregistered=True)
-    paper = ""
-    if cfg is not None and (cfg.paper_name or cfg.paper_ids):
-        ids = cfg.paper_ids if isinstance(cfg.paper_ids, str) else ", ".join(cfg.paper_ids or ())
-        paper = " ".join(x for x in (cfg.paper_name or "", f"({ids})" if ids else "") if x)
-    elif getattr(module, "PAPER", None):
-        paper = module.PAPER
-    elif module is not None and module.__doc__:
-        paper = module.__doc__.strip().splitlines()[0]
-    return family, paper
+    title = (cfg.paper_name if cfg is not None else None) or getattr(module, "PAPER", None)
+    if not title and module is not None and module.__doc__:
+        title = module.__doc__.strip().splitlines()[0].split(":")[0].rstrip(".")
+    ids = cfg.paper_ids if cfg is not None else None
+    ids = ids if isinstance(ids, str) or ids is None else ", ".join(ids)
+    paper = " ".join(x for x in (title, f"({ids})" if ids else "") if x)
+    return module_name.rsplit(".", 1)[-1], paper
 
 
 @contextlib.contextmanager
@@ -51,11 +49,13 @@ def _counted_scans(tally: list[int]):
                  return_last_state=False):
         batch, dim, length = u.shape
         n = A.shape[-1]
-        tally.append(9 * batch * length * dim * n + batch * dim * length * ((D is not None) + (z is not None)))
+        extra = (D is not None) + (z is not None)  # one multiply(-add) per element each
+        tally.append(9 * batch * length * dim * n + extra * batch * dim * length)
         y = torch.zeros_like(u)
         return (y, u.new_zeros(batch, dim, n, dtype=torch.float32)) if return_last_state else y
 
-    saved = {k: getattr(ss, k) for k in ("selective_scan_chunked", "selective_scan_reference") if hasattr(ss, k)}
+    names = ("selective_scan_chunked", "selective_scan_reference")
+    saved = {k: getattr(ss, k) for k in names if hasattr(ss, k)}
     try:
         for k in saved:
             setattr(ss, k, stand_in)
@@ -87,7 +87,8 @@ def describe(name: str) -> dict:
         flops = count_flops(model, model.pretrained_cfg["input_size"])
     params = sum(p.numel() for p in model.parameters())
     res = "x".join(str(v) for v in model.pretrained_cfg["input_size"][1:])
-    return {"name": name, "params": params, "flops": flops, "resolution": res, "family": family, "paper": paper}
+    return {"name": name, "params": params, "flops": flops, "resolution": res, "family": family,
+            "paper": paper}
 
 
 def _si(v: float) -> str:
@@ -99,7 +100,8 @@ def _si(v: float) -> str:
 
 def table(rows: list[dict]) -> str:
     head = ("name", "params", "FLOPs", "res", "family", "seed paper")
-    body = [(r["name"], _si(r["params"]), _si(r["flops"]), r["resolution"], r["family"], r["paper"]) for r in rows]
+    body = [(r["name"], _si(r["params"]), _si(r["flops"]), r["resolution"], r["family"], r["paper"])
+            for r in rows]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
     lines = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip() for line in (head, *body)]
     lines.insert(1, "  ".join("-" * w for w in widths))
