@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _alloc
+from .reference import grouped_bc
 
 # About 4 MiB of float32 per chunk buffer keeps the three buffers in a typical last-level cache.
 _CHUNK_BYTES = 4 << 20
@@ -171,13 +172,7 @@ def selective_scan_chunked(
     out_dtype = u.dtype
     dtype = torch.promote_types(u.dtype, torch.float32)
     batch, dim, length = u.shape
-    if B.dim() == 3:
-        B = B.unsqueeze(1)
-    if C.dim() == 3:
-        C = C.unsqueeze(1)
-    if C.shape[1] != B.shape[1]:  # different group counts: bring both to one B/C per channel
-        B = B.repeat_interleave(dim // B.shape[1], dim=1)
-        C = C.repeat_interleave(dim // C.shape[1], dim=1)
+    B, C = grouped_bc(B, C, u.shape[1])
     uf = u.to(dtype)
     delta = delta.to(dtype)
     if delta_bias is not None:

@@ -18,6 +18,16 @@ def expand_groups(BC: torch.Tensor, dim: int) -> torch.Tensor:
     return BC.repeat_interleave(dim // groups, dim=1)
 
 
+def grouped_bc(B: torch.Tensor, C: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """B, C as (batch, groups, N, L) with one group count: add the group axis to 3-D inputs, and when B and
+    C have different group counts bring both to one group per channel."""
+    B = B.unsqueeze(1) if B.dim() == 3 else B
+    C = C.unsqueeze(1) if C.dim() == 3 else C
+    if C.shape[1] != B.shape[1]:
+        B, C = expand_groups(B, dim), expand_groups(C, dim)
+    return B, C
+
+
 def selective_scan_reference(
     u: torch.Tensor,
     delta: torch.Tensor,

@@ -8,6 +8,7 @@ import torch
 import triton
 
 from .. import _alloc
+from .reference import grouped_bc
 from .triton_bwd import selective_scan_bwd_kernel
 from .triton_fwd import selective_scan_fwd_kernel
 
@@ -117,14 +118,7 @@ def selective_scan_triton(
     return_last_state=False,
 ):
     """Same contract as :func:`visionssm.ops.selective_scan`; float32 state math, outputs in u's dtype."""
-    if B.dim() == 3:
-        B = B.unsqueeze(1)
-    if C.dim() == 3:
-        C = C.unsqueeze(1)
-    if C.shape[1] != B.shape[1]:
-        dim = u.shape[1]
-        B = B.repeat_interleave(dim // B.shape[1], dim=1)
-        C = C.repeat_interleave(dim // C.shape[1], dim=1)
+    B, C = grouped_bc(B, C, u.shape[1])
     if delta.dtype != u.dtype:
         delta = delta.to(u.dtype)
     if z is not None and z.dtype != u.dtype:
