@@ -11,6 +11,7 @@ import os
 
 import torch
 
+from .. import _flops
 from .chunked import selective_scan_chunked
 from .reference import selective_scan_reference
 
@@ -101,6 +102,7 @@ def selective_scan(
     for the device; ``VISIONSSM_BACKEND`` overrides).
     """
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    _flops.add("selective_scan", _flops.selective_scan_flops(*u.shape, A.shape[1], D is not None, z is not None))
     which = resolve_backend(backend, u.device)
     args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, return_last_state)
     if which == "reference":
