@@ -1,4 +1,4 @@
-"""`visionssm` command line: train | eval | predict | models (bench and profile plug in the same way).
+"""`visionssm` command line: train | eval | predict | models | bench | profile.
 
 User errors print one line, ``visionssm: error: ...``, and exit 2; tracebacks are for bugs.
 Under torchrun: ``torchrun --nproc_per_node N -m visionssm.cli train ...``.
@@ -60,6 +60,18 @@ def _models(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    from visionssm.bench.cli import run_bench
+
+    return run_bench(args)
+
+
+def _profile(args) -> int:
+    from visionssm.bench.cli import run_profile
+
+    return run_profile(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from visionssm.train.config import add_arguments
 
@@ -95,7 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="registered visionssm models: params, FLOPs, family, paper")
     p.add_argument("--filter", default="", help="substring of the model name")
     p.set_defaults(func=_models)
-    # future: sub.add_parser("bench", ...), sub.add_parser("profile", ...)
+    from visionssm.bench.cli import add_bench_arguments, add_profile_arguments
+
+    p = sub.add_parser("bench", help="img/s and peak memory of our and timm models over resolutions (GPU or CPU)")
+    add_bench_arguments(p)
+    p.set_defaults(func=_bench)
+
+    p = sub.add_parser("profile", help="params, FLOPs (scans included) and per-block time of one model")
+    add_profile_arguments(p)
+    p.set_defaults(func=_profile)
     return parser
 
 
