@@ -62,6 +62,8 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds of timed iterations per case and round (at least 3 iterations run)")
     p.add_argument("--rounds", type=_positive, default=None,
                    help="repeat the case list round-robin and pool the times (default: 1 on GPU, 3 on CPU)")
+    p.add_argument("--budget", type=float, default=None, metavar="S",
+                   help="start no new case after S seconds; the rest are recorded as skipped")
     p.add_argument("--compare", type=_pair, action="append", default=None, metavar="OURS:BASE",
                    help="extra (ours, baseline) pair for the speedup table (Vim/DeiT, VMamba/Swin are built in)")
     p.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/bench_<device>.json)")
@@ -129,10 +131,10 @@ def run_bench(args) -> int:
     rounds = args.rounds or (3 if cpu else 1)
     cases = sweep.plan(models, res, args.batch, dtypes, args.mode, args.attention, device)
     records = sweep.run(cases, device, rounds=rounds, warmup=args.warmup, iters=args.iters,
-                        max_time_s=args.max_time, progress=not args.no_progress)
+                        max_time_s=args.max_time, progress=not args.no_progress, budget_s=args.budget)
     settings = {"models": models, "resolutions": res, "batch": args.batch, "dtypes": dtypes, "modes": args.mode,
                 "attention": args.attention, "warmup": args.warmup, "iters": args.iters, "max_time_s": args.max_time,
-                "rounds": rounds, "threads": torch.get_num_threads() if cpu else None}
+                "rounds": rounds, "budget_s": args.budget, "threads": torch.get_num_threads() if cpu else None}
     doc = sweep.result(records, device, settings, pairs)
     out = Path(args.out) if args.out else Path("benchmarks/results") / f"bench_{sweep.device_tag(device)}.json"
     print(f"{doc['device']}, torch {doc['torch']}, {doc['date']}")

@@ -45,17 +45,21 @@ def plan(models: Sequence[str], resolutions: Sequence[int], batches: Sequence[in
          modes: Sequence[str], attention: str, device: torch.device) -> list[Case]:
     """All cases; ``attention`` is "both", "sdpa", "naive" or "default" (as timm builds it). Models without
     timm attention modules get one case per config. Batch "auto" follows :func:`auto_batch`."""
-    cases = []
+    impls: dict[str, list[str | None]] = {}
     for name in models:
-        impls: list[str | None] = [None]
+        impls[name] = [None]
         if attention != "default" and model_has_attention(name):
-            impls = ["sdpa", "naive"] if attention == "both" else [attention]
-        for mode in modes:
-            for res in resolutions:
+            impls[name] = ["sdpa", "naive"] if attention == "both" else [attention]
+    cases = []
+    # Resolution outside models: a sweep cut short by its time budget loses whole resolutions (the last
+    # given), not whole models.
+    for mode in modes:
+        for res in resolutions:
+            for name in models:
                 for b in batches:
                     batch = auto_batch(res, device) if b == "auto" else int(b)
                     for dtype in dtypes:
-                        cases.extend(Case(name, res, batch, dtype, mode, impl) for impl in impls)
+                        cases.extend(Case(name, res, batch, dtype, mode, impl) for impl in impls[name])
     return list(dict.fromkeys(cases))  # "auto" and an explicit batch may coincide
 
 
@@ -68,9 +72,14 @@ def _progress(cases, enabled: bool):
 
 
 def run(cases: Sequence[Case], device: torch.device, *, rounds: int = 1, warmup: int = 5, iters: int = 30,
-        max_time_s: float = 5.0, progress: bool = True) -> list[dict]:
-    """Measure every case; returns one record per case (see :func:`throughput.record`)."""
+        max_time_s: float = 5.0, progress: bool = True, budget_s: float | None = None) -> list[dict]:
+    """Measure every case; returns one record per case (see :func:`throughput.record`). Cases not started
+    within ``budget_s`` seconds are recorded as ``status="skipped"``."""
+    import time
+
     from visionssm.ops.selective_scan import resolve_backend
+
+    t_start = time.monotonic()
 
     runner = Runner(device, warmup=warmup, iters=iters, max_time_s=max_time_s, keep_models=rounds > 1)
     times: dict[Case, list[float]] = {c: [] for c in cases}
@@ -80,6 +89,9 @@ def run(cases: Sequence[Case], device: torch.device, *, rounds: int = 1, warmup:
     bar = _progress(work, progress)
     for case in bar:
         if status[case] is not None:  # failed in an earlier round
+            continue
+        if budget_s is not None and time.monotonic() - t_start > budget_s and not times[case]:
+            status[case] = "skipped"
             continue
         if hasattr(bar, "set_postfix_str"):
             bar.set_postfix_str(f"{case.model} {case.img_size}px b{case.batch} {case.attention or ''}".strip())

@@ -226,8 +226,8 @@ def record(case: Case, timing: Timing | None, status: str | None, params: int | 
     """One JSON record: the case, its medians in ms and img/s, peak memory, status."""
     rec = asdict(case)
     rec.update(family=family(case.model), params=params, device=device.type, scan_backend=scan_backend,
-               status="ok" if status is None else ("oom" if status == "oom" else "error"),
-               error=None if status in (None, "oom") else status.removeprefix("error: "))
+               status="ok" if status is None else (status if status in ("oom", "skipped") else "error"),
+               error=None if status in (None, "oom", "skipped") else status.removeprefix("error: "))
     if timing is None:
         rec.update(median_ms=None, min_ms=None, iters=0, iqr_pct=None, img_per_s=None, peak_mem_gib=None)
         return rec
