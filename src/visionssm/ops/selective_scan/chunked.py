@@ -45,6 +45,14 @@ def _chunks(length: int, T: int, reverse: bool) -> list[tuple[int, int, int]]:
     return out[::-1] if reverse else out
 
 
+def _chunk_major(x: torch.Tensor, T: int, n_chunks: int) -> torch.Tensor:
+    """(batch, L, ...) -> (n_chunks, batch, T, ...), zero-padded at the end of the sequence."""
+    batch, length = x.shape[:2]
+    if n_chunks * T != length:
+        x = torch.cat([x, x.new_zeros(batch, n_chunks * T - length, *x.shape[2:])], 1)
+    return x.view(batch, n_chunks, T, *x.shape[2:]).transpose(0, 1).contiguous()
+
+
 def _fill_chunk(decay, states, d_c, du_c, B_c, A2):
     """decay = exp(delta A) (as exp2 of delta * A log2 e), states = delta u B: (batch, n, groups, N, dg)."""
     torch.mul(d_c.unsqueeze(-2), A2, out=decay)
@@ -71,7 +79,7 @@ class _ChunkedScan(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, reverse: bool, chunk_size: int):
+    def forward(ctx, u, delta, A, B, C, reverse: bool, chunk_size: int, save: bool):
         batch, length, dim = u.shape
         groups, nstate = B.shape[2], A.shape[1]
         dg = dim // groups
@@ -83,29 +91,45 @@ class _ChunkedScan(torch.autograd.Function):
         T = min(chunk_size, length)
         chunks = _chunks(length, T, reverse)
         dtype, device = u.dtype, u.device
-        decay = _alloc.empty(batch, T, groups, nstate, dg, dtype=dtype, device=device)
-        states = _alloc.empty_like(decay)
-        y = _alloc.empty(batch, length, groups, dg, dtype=dtype, device=device)
-        starts = _alloc.empty(len(chunks), batch, groups, nstate, dg, dtype=dtype, device=device)
-        h = None
-        for c, t0, n in chunks:
-            sl = slice(t0, t0 + n)
-            # h is a view into the states buffer: save it before the buffer is refilled.
-            starts[c].zero_() if h is None else starts[c].copy_(h)
-            dec, st = decay[:, :n], states[:, :n]
-            _fill_chunk(dec, st, dt[:, sl], du[:, sl], B[:, sl], A2)
-            h = _recur(dec, st, starts[c], reverse)
+        # C and y chunk-major, (chunk, batch, T, ...): a full chunk's contraction reads and writes contiguous
+        # blocks, so no per-chunk copies (the sequence end is padded to whole chunks).
+        Cc = _chunk_major(C, T, len(chunks))
+        y = _alloc.empty(len(chunks), batch, T, groups, dg, dtype=dtype, device=device)
+        # Two (decay, states) buffers used in turn: the state carried into a chunk is the last step of the
+        # other buffer, read in place. Per-step views are made once.
+        bufs = []
+        for _ in range(min(2, len(chunks))):
+            dec = _alloc.empty(batch, T, groups, nstate, dg, dtype=dtype, device=device)
+            st = _alloc.empty_like(dec)
+            bufs.append((dec, st, dec.unbind(1), st.unbind(1)))
+        starts = _alloc.empty(len(chunks), batch, groups, nstate, dg, dtype=dtype, device=device) if save else None
+        h = u.new_zeros(batch, groups, nstate, dg)
+        counting = bool(_flops._active)  # a count_op_flops() context is open
+        for i, (c, t0, n) in enumerate(chunks):
+            dec, st, dec_steps, st_steps = bufs[i % 2]
+            if save:
+                starts[c].copy_(h)
+            if n < T:
+                dec, st = dec[:, :n], st[:, :n]
+            _fill_chunk(dec, st, dt[:, t0 : t0 + n], du[:, t0 : t0 + n], B[:, t0 : t0 + n], A2)
+            for p in range(n - 1, -1, -1) if reverse else range(n):
+                st_steps[p].addcmul_(dec_steps[p], h)
+                h = st_steps[p]
             # y[b, t, g, :] = C[b, t, g] @ states[b, t, g]: one batched row-vector matmul over (b, t, g).
             # Inside a FLOP count the same sum avoids aten matmuls, which counters would add to the
             # analytic scan count (_flops.add in the public function) a second time.
-            if _flops._active:  # a count_op_flops() context is open
-                y[:, sl] = (C[:, sl].unsqueeze(-1) * st).sum(-2)
+            if counting:
+                y[c, :, :n] = (Cc[c, :, :n].unsqueeze(-1) * st).sum(-2)
+            elif n == T:
+                torch.matmul(Cc[c].unsqueeze(-2), st, out=y[c].unsqueeze(-2))
             else:
-                y[:, sl] = torch.matmul(C[:, sl].unsqueeze(-2), st).squeeze(-2)
-        ctx.save_for_backward(ut, dt, At, B, C, starts)
+                y[c, :, :n] = torch.matmul(Cc[c, :, :n].unsqueeze(-2), st).squeeze(-2)
+        if save:
+            ctx.save_for_backward(ut, dt, At, B, C, starts)
         ctx.reverse, ctx.chunk = reverse, T
         last = h.transpose(-1, -2).reshape(batch, dim, nstate)
-        return y.view(batch, length, dim), last
+        y = y.transpose(0, 1).reshape(batch, len(chunks) * T, dim)[:, :length]
+        return y, last
 
     @staticmethod
     def backward(ctx, dy, dlast):
@@ -164,7 +188,7 @@ class _ChunkedScan(torch.autograd.Function):
         dut = dx.mul_(dt)
         shape = (batch, length, groups * dg)
         dA = dA.transpose(1, 2).reshape(groups * dg, nstate)
-        return dut.view(shape), ddelta.view(shape), dA, dB, dC, None, None
+        return dut.view(shape), ddelta.view(shape), dA, dB, dC, None, None, None
 
 
 def selective_scan_chunked(
@@ -201,7 +225,9 @@ def selective_scan_chunked(
     Ct = C.to(dtype).permute(0, 3, 1, 2).contiguous()
     if chunk_size is None:
         chunk_size = default_chunk_size(batch, dim, A.shape[1], length, torch.finfo(dtype).bits // 8)
-    y, last = _ChunkedScan.apply(ut, dt, A.to(dtype), Bt, Ct, reverse, chunk_size)
+    tensors = (ut, dt, A, Bt, Ct)
+    save = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)  # else keep no chunk states
+    y, last = _ChunkedScan.apply(ut, dt, A.to(dtype), Bt, Ct, reverse, chunk_size, save)
     if D is not None:
         y = torch.addcmul(y, ut, D.to(dtype))
     if z is not None:
