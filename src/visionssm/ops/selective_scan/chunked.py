@@ -109,8 +109,10 @@ class _ChunkedScan(torch.autograd.Function):
             dec, st, dec_steps, st_steps = bufs[i % 2]
             if save:
                 starts[c].copy_(h)
-            if n < T:
-                dec, st = dec[:, :n], st[:, :n]
+            if n < T:  # the last chunk: own contiguous buffers (out= arguments must be contiguous to trace)
+                dec = _alloc.empty(batch, n, groups, nstate, dg, dtype=dtype, device=device)
+                st = _alloc.empty_like(dec)
+                dec_steps, st_steps = dec.unbind(1), st.unbind(1)
             _fill_chunk(dec, st, dt[:, t0 : t0 + n], du[:, t0 : t0 + n], B[:, t0 : t0 + n], A2)
             for p in range(n - 1, -1, -1) if reverse else range(n):
                 st_steps[p].addcmul_(dec_steps[p], h)
@@ -157,7 +159,10 @@ class _ChunkedScan(torch.autograd.Function):
         for c, t0, n in reversed(_chunks(length, T, reverse)):
             sl = slice(t0, t0 + n)
             d_c, du_c, B_c, C_c, dy_c = dt[:, sl], du[:, sl], Bt[:, sl], Ct[:, sl], dyt[:, sl]
-            dec, st, ad = decay[:, :n], states[:, :n], adj[:, :n]
+            dec, st, ad = decay, states, adj
+            if n < T:  # the last chunk: own contiguous buffers (out= arguments must be contiguous to trace)
+                dec = _alloc.empty(batch, n, groups, nstate, dg, dtype=dtype, device=device)
+                st, ad = _alloc.empty_like(dec), _alloc.empty_like(dec)
             # Recompute the chunk's states from its saved start.
             _fill_chunk(dec, st, d_c, du_c, B_c, A2)
             _recur(dec, st, starts[c], reverse)
