@@ -166,8 +166,9 @@ class _ChunkedScan(torch.autograd.Function):
             # Recompute the chunk's states from its saved start.
             _fill_chunk(dec, st, d_c, du_c, B_c, A2)
             _recur(dec, st, starts[c], reverse)
-            # dC[b, t, g] = states[b, t, g] @ dy[b, t, g]
-            dC[:, sl] = torch.matmul(st, dy_c.unsqueeze(-1)).squeeze(-1)
+            # dC[b, t, g, n] = sum_d states[b, t, g, n, d] dy[b, t, g, d]. Contractions over the contiguous
+            # channel axis are mul + sum: CPU bmm runs these tiny matrix-vector products one by one.
+            dC[:, sl] = (st * dy_c.unsqueeze(-2)).sum(-1)
             # Adjoint of the state against the scan order: adj_t = C_t dy_t + decay_next adj_next.
             torch.mul(C_c.unsqueeze(-1), dy_c.unsqueeze(-2), out=ad)
             first, last = (n - 1, 0) if reverse else (0, n - 1)
@@ -177,7 +178,7 @@ class _ChunkedScan(torch.autograd.Function):
             for p in steps:
                 ad[:, p].addcmul_(dec[:, p + step], ad[:, p + step])
             carry = dec[:, first] * ad[:, first]
-            dB[:, sl] = torch.matmul(ad, du_c.unsqueeze(-1)).squeeze(-1)
+            dB[:, sl] = (ad * du_c.unsqueeze(-2)).sum(-1)
             dx[:, sl] = torch.matmul(B_c.unsqueeze(-2), ad).squeeze(-2)
             # q_t = adj_t * decay_t * h_{t-1}: the grad of (delta_t A) in the decay (h_{t-1} in scan order).
             q = dec.mul_(ad)
@@ -187,8 +188,8 @@ class _ChunkedScan(torch.autograd.Function):
                 else:
                     q[:, 1:].mul_(st[:, : n - 1])
             q[:, first].mul_(starts[c])
-            dA.add_(torch.einsum("btgnd,btgd->gnd", q, d_c))
-            dd_a[:, sl] = torch.einsum("btgnd,gnd->btgd", q, At)
+            dA.add_((q * d_c.unsqueeze(-2)).sum((0, 1)))
+            dd_a[:, sl] = (q * At).sum(-2)
         ddelta = dd_a.add_(dx * ut)
         dut = dx.mul_(dt)
         shape = (batch, length, groups * dg)
