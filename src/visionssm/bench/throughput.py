@@ -50,7 +50,7 @@ class Timing:
 def auto_batch(img_size: int, device: torch.device) -> int:
     """The issue's defaults on GPUs (128 at 224², 8 at >= 1024²); on CPU 8 at 224², fewer above."""
     if device.type != "cuda":
-        return max(1, round(8 * (224 / img_size) ** 2))
+        return max(1, min(32, round(8 * (224 / img_size) ** 2)))
     for limit, batch in ((224, 128), (384, 64), (512, 32), (768, 16)):
         if img_size <= limit:
             return batch
@@ -134,19 +134,18 @@ def _sync(device):
 
 
 def time_steps(step, device: torch.device, warmup: int, iters: int, max_time_s: float) -> list[float]:
-    """Warm up, then time up to ``iters`` iterations (at least 3, fewer if they would exceed max_time_s)."""
-    t0 = time.perf_counter()
-    step()  # first call: allocations, autotuning, lazy init
-    _sync(device)
-    first = time.perf_counter() - t0
-    for _ in range(max(0, min(warmup - 1, int(max_time_s / 4 / max(first, 1e-6))))):
-        step()
+    """Warm up (at least 2 calls, more up to ``warmup`` within a quarter of max_time_s), then time up to
+    ``iters`` iterations (at least 3, fewer if they would exceed max_time_s)."""
+    step()  # first call: allocations, kernel compilation and autotuning, lazy init
     _sync(device)
     t0 = time.perf_counter()
     step()
     _sync(device)
     est = time.perf_counter() - t0
+    for _ in range(max(0, min(warmup - 2, int(max_time_s / 4 / max(est, 1e-6))))):
+        step()
     n = max(3, min(iters, int(max_time_s / max(est, 1e-6))))
+    _sync(device)
     if device.type != "cuda":
         times = []
         for _ in range(n):
