@@ -7,15 +7,14 @@ analytic count to ``visionssm.ops._flops`` (selective scan: 9·B·L·D·N + B·D
 Both are split per top-level block: the counter's per-module table, and the op counts read in forward hooks.
 
 Time: forward hooks on the top-level blocks (children of the model, with ModuleList / Sequential containers
-opened one level: ``layers.0``, ``blocks.3``, ``stages.1``), CUDA events on GPU and ``perf_counter`` on CPU,
-median over iterations. Time outside those blocks (token insertion, position embedding, pooling) is the
+opened one level: ``layers.0``, ``blocks.3``, ``stages.1``), CUDA events on GPU and ``perf_counter`` on CPU;
+all numbers come from the iteration with the median total time, so they add up. Time outside those blocks (token insertion, position embedding, pooling) is the
 "(outside blocks)" row, so the rows add up to the measured forward time. ``ops=N`` adds torch.profiler's
 top-N aten ops by self time.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections import defaultdict
 
@@ -87,7 +86,7 @@ def _sync(device):
 
 
 def time_blocks(model: nn.Module, x: torch.Tensor, dtype: torch.dtype, warmup: int, iters: int) -> dict:
-    """Median forward ms per top-level block and of the whole forward: {"total_ms", "blocks": {name: ms}}."""
+    """Forward ms of the median iteration, whole and per top-level block: {"total_ms", "blocks": {name: ms}}."""
     device = x.device
     cuda = device.type == "cuda"
     blocks = top_level_blocks(model)
@@ -132,8 +131,10 @@ def time_blocks(model: nn.Module, x: torch.Tensor, dtype: torch.dtype, warmup: i
     finally:
         for h in handles:
             h.remove()
-    return {"total_ms": statistics.median(totals),
-            "blocks": {name: statistics.median(per_block[name]) for name, _ in blocks if name in per_block}}
+    # The iteration with the median total, all parts from that same iteration: the rows add up exactly.
+    mid = sorted(range(len(totals)), key=totals.__getitem__)[(len(totals) - 1) // 2]
+    return {"total_ms": totals[mid], "iters_total_ms": totals,
+            "blocks": {name: per_block[name][mid] for name, _ in blocks if name in per_block}}
 
 
 def top_ops(model: nn.Module, x: torch.Tensor, dtype: torch.dtype, n: int) -> list[dict]:
