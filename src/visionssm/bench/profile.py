@@ -8,9 +8,9 @@ Both are split per top-level block: the counter's per-module table, and the op c
 
 Time: forward hooks on the top-level blocks (children of the model, with ModuleList / Sequential containers
 opened one level: ``layers.0``, ``blocks.3``, ``stages.1``), CUDA events on GPU and ``perf_counter`` on CPU;
-all numbers come from the iteration with the median total time, so they add up. Time outside those blocks (token insertion, position embedding, pooling) is the
-"(outside blocks)" row, so the rows add up to the measured forward time. ``ops=N`` adds torch.profiler's
-top-N aten ops by self time.
+all numbers come from the iteration with the median total time. Time outside those blocks (token insertion,
+position embedding, pooling) is the "(outside blocks)" row, so the rows add up to the measured forward time.
+``ops=N`` adds torch.profiler's top-N aten ops by self time.
 """
 
 from __future__ import annotations
