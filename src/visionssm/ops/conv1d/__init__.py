@@ -49,7 +49,10 @@ def causal_conv1d(
     if bias is not None and tuple(bias.shape) != (dim,):
         raise ValueError(f"causal_conv1d: bias must be (dim={dim},), got {tuple(bias.shape)}")
     width = weight.shape[1]
-    if x.device.type == "cpu" and x.stride(1) == 1 and dim > 1:
+    # Inference only: oneDNN's weight gradient of this conv sums over the batch in another order than the
+    # NCW conv's, so a batch split across data-parallel ranks would no longer round like one process.
+    grads = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias))
+    if x.device.type == "cpu" and x.stride(1) == 1 and dim > 1 and not grads:
         return _token_major_conv(x, weight, bias, activation, reverse)
     w = weight.flip(-1) if reverse else weight
     # Symmetric zero padding of width-1 yields L+width-1 outputs; the causal ones are the first L,
