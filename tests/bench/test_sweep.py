@@ -93,3 +93,22 @@ def test_failures_are_recorded_not_raised(monkeypatch, exc, status):
     rec = record(Case("vim_nano_patch4_32", 32, 2, "fp32"), None, st, 1, CPU, None)
     assert rec["status"] == status.split(":")[0] and rec["img_per_s"] is None
     assert rec["error"] == (None if status == "oom" else "shape mismatch")
+
+
+def test_interrupt_keeps_measured_cases(monkeypatch):
+    """A KeyboardInterrupt (Ctrl-C, or SIGTERM from `timeout`) ends the sweep; what ran is kept."""
+    from visionssm.bench import throughput
+
+    real = throughput.Runner.measure
+    calls = []
+
+    def measure(self, case):
+        calls.append(case)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, case)
+
+    monkeypatch.setattr(throughput.Runner, "measure", measure)
+    cases = sweep.plan(["vim_nano_patch4_32"], [32, 48, 64], [2], ["fp32"], ["infer"], "both", CPU)
+    recs = sweep.run(cases, CPU, warmup=1, iters=1, max_time_s=0.1, progress=False)
+    assert [r["status"] for r in recs] == ["ok", "skipped", "skipped"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 from pathlib import Path
 
 import torch
@@ -110,6 +111,10 @@ def check_models(names) -> None:
             raise UserError(f"unknown model {name!r}{hint}")
 
 
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run_bench(args) -> int:
     from . import sweep
     from .plots import plot_all
@@ -130,6 +135,8 @@ def run_bench(args) -> int:
     dtypes = args.dtype or (["fp32"] if cpu else ["bf16"])
     rounds = args.rounds or (3 if cpu else 1)
     cases = sweep.plan(models, res, args.batch, dtypes, args.mode, args.attention, device)
+    # `timeout` and schedulers send SIGTERM: end the sweep like Ctrl-C, so the JSON of what ran is written.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     records = sweep.run(cases, device, rounds=rounds, warmup=args.warmup, iters=args.iters,
                         max_time_s=args.max_time, progress=not args.no_progress, budget_s=args.budget)
     settings = {"models": models, "resolutions": res, "batch": args.batch, "dtypes": dtypes, "modes": args.mode,

@@ -74,7 +74,8 @@ def _progress(cases, enabled: bool):
 def run(cases: Sequence[Case], device: torch.device, *, rounds: int = 1, warmup: int = 5, iters: int = 30,
         max_time_s: float = 5.0, progress: bool = True, budget_s: float | None = None) -> list[dict]:
     """Measure every case; returns one record per case (see :func:`throughput.record`). Cases not started
-    within ``budget_s`` seconds are recorded as ``status="skipped"``."""
+    within ``budget_s`` seconds, or not measured when a KeyboardInterrupt arrived, are recorded as
+    ``status="skipped"``."""
     import time
 
     from visionssm.ops.selective_scan import resolve_backend
@@ -95,7 +96,13 @@ def run(cases: Sequence[Case], device: torch.device, *, rounds: int = 1, warmup:
             continue
         if hasattr(bar, "set_postfix_str"):
             bar.set_postfix_str(f"{case.model} {case.img_size}px b{case.batch} {case.attention or ''}".strip())
-        timing, st = runner.measure(case)
+        try:
+            timing, st = runner.measure(case)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (see cli): keep what was measured, skip the rest
+            for c in cases:
+                if status[c] is None and not times[c]:
+                    status[c] = "skipped"
+            break
         if st is not None:
             status[case] = st
             continue
