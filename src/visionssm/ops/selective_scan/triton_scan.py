@@ -46,7 +46,7 @@ class _TritonScan(torch.autograd.Function):
         bd, bn, chunk, warps, seg_len, n_seg = launch_config(batch, dim, dpg, nstate, length)
         dev = u.device
         f32 = dict(dtype=torch.float32, device=dev)
-        out = _alloc.empty(batch, dim, length, dtype=u.dtype, device=dev)
+        out = _alloc.empty_like(u)  # u's layout: (batch, L, dim) storage stays token-major
         last = _alloc.empty(batch, dim, nstate, **f32)
         save = any(ctx.needs_input_grad)
         starts = _alloc.empty(batch, triton.cdiv(length, chunk), nstate, dim, **f32) if save else last
