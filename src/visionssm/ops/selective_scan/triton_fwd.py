@@ -5,7 +5,7 @@ time (t = L-1 ... 0 when REVERSE). The state is a (N, BLOCK_D) register tile lai
 thread and all N states of that channel in the thread's registers (A is passed transposed, (N, dim), so
 the compiler lays the tile out along channels): the sum over N for y is a few in-thread FMAs, and the
 per-channel work (softplus, D skip, gate) is done once per channel, not once per (channel, state) lane.
-Each step's token values are loaded one step ahead so the load latency hides behind the current step.
+Steps run in chunks of T (unrolled); a chunk's token values are loaded one chunk ahead (see _chunk_tokens).
 
 Long sequences are cut into segments so that enough programs exist (``n_seg`` > 1). Then the kernel runs
 twice: MODE=1 computes each segment's end state from a zero start plus the sum of its deltas (the
@@ -45,26 +45,26 @@ def _st(ptr, val, mask, EVEN: tl.constexpr):
 
 
 @triton.jit
-def _token(u_base, d_base, z_base, B_base, C_base, t, s_ul, s_dl, s_zl, s_Bl, s_Cl, n_ok, bias,
-           EVEN_N: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-           LOAD_C: tl.constexpr):
-    """One token's inputs, as float32: u, delta (biased, softplus'd), z, B_t, C_t."""
-    u = tl.load(u_base + t * s_ul).to(tl.float32)
-    dt = tl.load(d_base + t * s_dl).to(tl.float32)
-    if HAS_BIAS:
-        dt += bias
-    if SOFTPLUS:
-        dt = _softplus(dt)
-    if HAS_Z:
-        z = tl.load(z_base + t * s_zl).to(tl.float32)
-    else:
-        z = u
-    Bt = _ld(B_base + t * s_Bl, n_ok, EVEN_N).to(tl.float32)
-    if LOAD_C:
-        Ct = _ld(C_base + t * s_Cl, n_ok, EVEN_N).to(tl.float32)
-    else:
-        Ct = Bt
-    return u, dt, z, Bt, Ct
+def _chunk_tokens(u_base, d_base, z_base, i, i1, L, s_ul, s_dl, s_zl,
+                  T: tl.constexpr, HAS_Z: tl.constexpr, REVERSE: tl.constexpr):
+    """Raw u/delta/z of scan steps i .. i+T-1 (clamped to the segment end i1), one (BLOCK_D,) vector each.
+
+    Loaded a whole chunk ahead of use: the loop is latency-bound (few warps per SM, one dependent step
+    after another), and T independent loads in flight hide a memory round trip behind T steps of work.
+    """
+    us = ()
+    ds = ()
+    zs = ()
+    for k in tl.static_range(T):
+        ik = tl.minimum(i + k, i1 - 1)
+        t = L - 1 - ik if REVERSE else ik
+        us = us + (tl.load(u_base + t * s_ul),)
+        ds = ds + (tl.load(d_base + t * s_dl),)
+        if HAS_Z:
+            zs = zs + (tl.load(z_base + t * s_zl),)
+        else:
+            zs = zs + (0.0,)
+    return us, ds, zs
 
 
 @triton.jit
@@ -80,7 +80,7 @@ def selective_scan_fwd_kernel(
     s_Cb, s_Cg, s_Cn, s_Cl,
     MODE: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr, SAVE_STARTS: tl.constexpr, CHUNK: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr, T: tl.constexpr,
 ):
     # At: (N, dim) float32 = A^T * log2(e).  starts: (batch, n_chunks, N, dim); seg_end: (batch, n_seg, N, dim);
     # seg_sum: (batch, n_seg, dim); last: (batch, dim, N); all contiguous float32.
@@ -114,30 +114,38 @@ def selective_scan_fwd_kernel(
     B_base = B_ptr + pid_b * s_Bb + g * s_Bg + n * s_Bn
     C_base = C_ptr + pid_b * s_Cb + g * s_Cg + n * s_Cn
     n_chunks = tl.cdiv(L, CHUNK)
-    t = L - 1 - i0 if REVERSE else i0
-    nxt = _token(u_base, d_base, z_base, B_base, C_base, t, s_ul, s_dl, s_zl, s_Bl, s_Cl, n_ok, bias,
-                 EVEN_N, HAS_Z, HAS_BIAS, SOFTPLUS, MODE == 0)
-    for i in range(i0, i1):
-        u, dt, z, Bt, Ct = nxt
-        t = L - 1 - i if REVERSE else i
-        # Prefetch the next token (clamped to the segment; the last step reloads its own token).
-        i_n = tl.minimum(i + 1, i1 - 1)
-        t_n = L - 1 - i_n if REVERSE else i_n
-        nxt = _token(u_base, d_base, z_base, B_base, C_base, t_n, s_ul, s_dl, s_zl, s_Bl, s_Cl, n_ok, bias,
-                     EVEN_N, HAS_Z, HAS_BIAS, SOFTPLUS, MODE == 0)
+    nxt = _chunk_tokens(u_base, d_base, z_base, i0, i1, L, s_ul, s_dl, s_zl, T, HAS_Z, REVERSE)
+    for i in range(i0, i1, T):  # i0 and CHUNK are multiples of T
+        us, ds, zs = nxt
+        nxt = _chunk_tokens(u_base, d_base, z_base, i + T, i1, L, s_ul, s_dl, s_zl, T, HAS_Z, REVERSE)
         if MODE == 0 and SAVE_STARTS:
             if i % CHUNK == 0:
                 _st(starts_ptr + (pid_b * n_chunks + i // CHUNK) * n_state * dim + nd, h, nd_ok, EVEN_N)
-        h = tl.exp2(dt[None, :] * A2) * h + Bt[:, None] * (dt * u)[None, :]
-        if MODE == 0:
-            y = tl.sum(h * Ct[:, None], axis=0)
-            if HAS_D:
-                y += Dv * u
-            if HAS_Z:
-                y = y * z * tl.sigmoid(z)
-            tl.store(o_base + t * s_ol, y.to(out_ptr.dtype.element_ty))
-        else:
-            dsum += dt
+        for k in tl.static_range(T):
+            ik = i + k
+            valid = ik < i1
+            t = L - 1 - ik if REVERSE else ik
+            t = tl.where(valid, t, 0)  # past the end: a harmless in-bounds position, masked below
+            u = us[k].to(tl.float32)
+            dt = ds[k].to(tl.float32)
+            if HAS_BIAS:
+                dt += bias
+            if SOFTPLUS:
+                dt = _softplus(dt)
+            dt = tl.where(valid, dt, 0.0)  # delta = 0 leaves the state unchanged
+            Bt = _ld(B_base + t * s_Bl, n_ok, EVEN_N)
+            h = tl.exp2(dt[None, :] * A2) * h + Bt[:, None] * (dt * u)[None, :]
+            if MODE == 0:
+                Ct = _ld(C_base + t * s_Cl, n_ok, EVEN_N)
+                y = tl.sum(h * Ct[:, None], axis=0)
+                if HAS_D:
+                    y += Dv * u
+                if HAS_Z:
+                    z = zs[k].to(tl.float32)
+                    y = y * z * tl.sigmoid(z)
+                tl.store(o_base + t * s_ol, y.to(out_ptr.dtype.element_ty), mask=(d * 0 + ik) < i1)
+            else:
+                dsum += dt
     if MODE == 1:
         _st(seg_end_ptr + (pid_b * n_seg + pid_s) * n_state * dim + nd, h, nd_ok, EVEN_N)
         tl.store(seg_sum_ptr + (pid_b * n_seg + pid_s) * dim + d, dsum)

@@ -14,6 +14,7 @@ from .triton_fwd import selective_scan_fwd_kernel
 
 LOG2E = 1.4426950408889634
 
+_T = int(os.environ.get("VISIONSSM_SCAN_T", 8))  # forward steps per unrolled chunk (CHUNK is a multiple)
 _TARGET_PROGRAMS = 1024  # enough independent programs to hide each step's latency on a large GPU
 
 
@@ -22,6 +23,8 @@ def launch_config(batch: int, dim: int, dim_per_group: int, nstate: int, length:
     bd, chunk, warps = 32, 16, 1  # one channel per thread (see triton_fwd.py); VISIONSSM_SCAN_CFG sweeps it
     if os.environ.get("VISIONSSM_SCAN_CFG"):
         bd, chunk, warps = (int(v) for v in os.environ["VISIONSSM_SCAN_CFG"].split(","))
+    if chunk % _T:
+        raise ValueError(f"VISIONSSM_SCAN_CFG: chunk={chunk} must be a multiple of {_T}")
     while dim_per_group % bd:
         bd //= 2
     bn = triton.next_power_of_2(nstate)
@@ -61,7 +64,7 @@ class _TritonScan(torch.autograd.Function):
         )
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
-            REVERSE=reverse, SAVE_STARTS=save, CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn, EVEN_N=bn == nstate,
+            REVERSE=reverse, SAVE_STARTS=save, CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn, EVEN_N=bn == nstate, T=_T,
             num_warps=warps,
         )
         grid = (batch, dim // bd, n_seg)
