@@ -14,7 +14,7 @@ from .triton_fwd import selective_scan_fwd_kernel
 
 LOG2E = 1.4426950408889634
 
-_T = 8  # forward steps per unrolled chunk (fixed by _split8/_join8; CHUNK is a multiple)
+_T = 8  # forward steps per unrolled chunk (CHUNK is a multiple)
 _TARGET_PROGRAMS = 1024  # enough independent programs to hide each step's latency on a large GPU
 
 
