@@ -108,3 +108,12 @@ def test_route_kind_is_cached_per_index_tensor_and_sees_inplace_edits():
     idx, injective, covers = _route_kind(index, 6, torch.device("cpu"))
     assert idx[0, 0] == 1 and not injective and not covers
     assert not _route_kind(torch.tensor([[0, 2]]), 4, torch.device("cpu"))[2]  # injective, not covering
+
+
+def test_triton_under_inference_mode(triton_device):
+    with torch.inference_mode():
+        index = cross_routes(2, 3).to(triton_device)
+        x = {k: v.float().to(triton_device) for k, v in make_route_inputs(1, 2, 4, 6, 2, seed=5).items()}
+        y = routed_selective_scan(**x, index=index, backend="triton")
+        ref = routed_selective_scan(**x, index=index, backend="reference")
+    assert rel_err(y, ref) < 1e-5

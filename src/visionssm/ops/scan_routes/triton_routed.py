@@ -39,7 +39,9 @@ _index_cache: dict[int, tuple] = {}
 def _route_kind(index: torch.Tensor, lmap: int, device: torch.device) -> tuple[torch.Tensor, bool, bool]:
     """(int32 index on ``device``, each route visits a position at most once, ... exactly once)."""
     key = id(index)
-    state = (index._version, index.device, device, lmap)
+    # Inference tensors have no version counter (and cannot be edited in place outside inference mode).
+    version = -1 if index.is_inference() else index._version
+    state = (version, index.device, device, lmap)
     hit = _index_cache.get(key)
     if hit is not None and hit[0]() is index and hit[1] == state:
         return hit[2]

@@ -8,8 +8,8 @@ row. No permuted copy of the map is ever made. Channel d of the K*C channels bel
 BLOCK_D divides C, so a program never straddles two routes.
 
 Output writes: plain stores when every route visits each position at most once (ACCUM=False), else
-atomic adds into a zeroed float32 buffer (a route that visits a position twice, e.g. MSVMamba's
-concatenated low-resolution route, or segments of one route that meet at one position).
+atomic adds into a zeroed float32 buffer (a route that visits a position more than once, e.g. MSVMamba's
+concatenated low-resolution route, whose visits may also fall in different segments = programs).
 
 Segments (long routes, few programs): MODE=1 computes each segment's end state from a zero start plus its
 summed deltas; MODE=0 folds the earlier segments in and writes outputs, saving the state at every CHUNK-th
