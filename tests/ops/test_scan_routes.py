@@ -241,3 +241,15 @@ def test_bad_inputs_raise_one_line_errors(change, match):
     args.update(change)
     with pytest.raises(ValueError, match=match):
         routed_selective_scan(**args, backend="torch")
+
+
+def test_torch_path_compiles_fullgraph():
+    index = snake_routes(3, 3)
+    x = make_route_inputs(2, 2, 4, 9, 3, dtype=torch.float32, seed=7)
+    fn = torch.compile(lambda **a: routed_selective_scan(**a, index=index, backend="torch"), fullgraph=True)
+    ref_out, ref_g = run_with_grads(lambda **a: routed_selective_scan(**a, index=index, backend="reference"),
+                                    {k: v.double() for k, v in x.items()}, lambda t: t)
+    out, g = run_with_grads(fn, x, lambda t: t)
+    assert rel_err(out[0], ref_out[0]) < 1e-5
+    for name, r in ref_g.items():
+        assert rel_err(g[name], r) < 1e-5, name

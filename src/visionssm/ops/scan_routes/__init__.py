@@ -49,7 +49,8 @@ def _check(u, delta, A, B, C, index, D, delta_bias):
     for v_name, t in (("D", D), ("delta_bias", delta_bias)):
         if t is not None and tuple(t.shape) != (K * ch,):
             raise ValueError(f"{name}: {v_name} must be ({K * ch},), got {tuple(t.shape)}")
-    if index.device.type == "cpu" and index.numel() and (int(index.min()) < 0 or int(index.max()) >= lmap):
+    checkable = index.device.type == "cpu" and index.numel() and not torch.compiler.is_compiling()
+    if checkable and (int(index.min()) < 0 or int(index.max()) >= lmap):
         raise ValueError(f"{name}: index values must lie in [0, Lmap={lmap})")
 
 
@@ -77,7 +78,8 @@ def routed_selective_scan(
     Returns ``(batch, C, Lmap)`` = sum over routes of each route's outputs at the positions it visited
     (``merge=True``), or ``(batch, K*C, Lmap)`` each route's outputs in map order, 0 where unvisited.
     Routes are summed in float32 (or wider) and cast once to ``out_dtype`` (default u's dtype).
-    Index values are range-checked when the index lives on the CPU.
+    Index values are range-checked when the index lives on the CPU (not while torch.compile traces) and,
+    once per index tensor, on the Triton path.
     """
     _check(u, delta, A, B, C, index, D, delta_bias)
     K, lr = index.shape
