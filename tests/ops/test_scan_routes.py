@@ -191,6 +191,29 @@ def test_torch_matches_reference(kind, u_shared, merge):
     _compare(kind, 4, 6, 2, 3, 4, u_shared, merge, seed=hash(kind) % 1000)
 
 
+def random_routes(K: int, lr: int, lmap: int, seed: int) -> torch.Tensor:
+    """K arbitrary routes of lr steps: positions may repeat within a route and some may never be visited."""
+    return torch.randint(0, lmap, (K, lr), generator=torch.Generator().manual_seed(seed))
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    K=st.integers(1, 5), lmap=st.integers(1, 12), lr=st.integers(1, 20), batch=st.integers(1, 2),
+    ch=st.integers(1, 3), u_shared=st.booleans(), merge=st.booleans(), seed=st.integers(0, 10**6),
+)
+def test_torch_matches_reference_arbitrary_routes(K, lmap, lr, batch, ch, u_shared, merge, seed):
+    index = random_routes(K, lr, lmap, seed)
+    x = make_route_inputs(batch, ch, K, lmap, 2, u_shared=u_shared, seed=seed)
+    kw = dict(index=index, merge=merge)
+    ref_out, ref_g = run_with_grads(lambda **a: routed_selective_scan(**a, backend="reference", **kw), x,
+                                    lambda t: t)
+    with _alloc.poisoned_outputs():
+        out, g = run_with_grads(lambda **a: routed_selective_scan(**a, backend="torch", **kw), x, lambda t: t)
+    assert rel_err(out[0], ref_out[0]) <= 1e-10
+    for name, r in ref_g.items():
+        assert rel_err(g[name], r) <= 1e-10, name
+
+
 @settings(max_examples=15, deadline=None)
 @given(
     kind=st.sampled_from(ROUTE_KINDS),

@@ -13,14 +13,14 @@ from visionssm.ops.scan_routes import cross_routes, routed_selective_scan
 from visionssm.ops.scan_routes.triton_routed import launch_config
 
 from .scan_cases import rel_err, run_with_grads
-from .test_scan_routes import make_route_inputs, make_routes
+from .test_scan_routes import make_route_inputs, make_routes, random_routes
 
 LOW = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _check(kind, H, W, batch, ch, nstate, device, *, u_shared=True, merge=True, dtype=torch.float32, tol=1e-4,
            use_d=True, out_dtype=None, seed=0, ref_backend="reference"):
-    index = make_routes(kind, H, W)
+    index = make_routes(kind, H, W) if isinstance(kind, str) else kind
     x = make_route_inputs(batch, ch, index.shape[0], H * W, nstate, u_shared=u_shared, seed=seed)
     if not use_d:
         x["D"] = x["delta_bias"] = None
@@ -57,6 +57,12 @@ def test_triton_segmented_routes(kind, triton_device):
     K, lr = make_routes(kind, H, W).shape
     assert launch_config(1, K * 2, 2, 2, lr)[-1] > 1
     _check(kind, H, W, 1, 2, 2, triton_device, u_shared=kind == "cross", merge=True, seed=1)
+
+
+@pytest.mark.parametrize("merge", [True, False])
+def test_triton_arbitrary_routes(merge, triton_device):
+    """Three routes of 7 steps over a 2x3 map: repeated and unvisited positions (atomics + zero fill)."""
+    _check(random_routes(3, 7, 6, seed=11), 2, 3, 2, 2, 2, triton_device, u_shared=not merge, merge=merge)
 
 
 def test_triton_without_skip_and_bias_odd_sizes(triton_device):
