@@ -227,6 +227,30 @@ def test_torch_matches_reference_random_shapes(kind, h, w, batch, ch, nstate, u_
     _compare(kind, h, w, batch, ch, nstate, u_shared, merge, seed, use_d)
 
 
+@pytest.mark.parametrize("kind", ["cross", "multiscale"])
+def test_route_order_outputs(kind):
+    """output_order='route': each route's outputs in step order; scattering them gives the map-order result."""
+    index = make_routes(kind, 3, 4)
+    K, lr = index.shape
+    x = make_route_inputs(2, 3, K, 12, 2, seed=4)
+    kw = dict(index=index, merge=False, output_order="route")
+    ref_out, ref_g = run_with_grads(lambda **a: routed_selective_scan(**a, backend="reference", **kw), x,
+                                    lambda t: t)
+    assert ref_out[0].shape == (2, K * 3, lr)
+    mapped = routed_selective_scan(**x, index=index, merge=False, backend="reference")
+    scattered = ref_out[0].new_zeros(2, K, 3, 12).index_put_(
+        (torch.arange(2)[:, None, None, None], torch.arange(K)[None, :, None, None],
+         torch.arange(3)[None, None, :, None], index[None, :, None, :]), ref_out[0].view(2, K, 3, lr), accumulate=True)
+    assert rel_err(scattered.view(2, K * 3, 12), mapped) < 1e-12
+    with _alloc.poisoned_outputs():
+        out, g = run_with_grads(lambda **a: routed_selective_scan(**a, backend="torch", **kw), x, lambda t: t)
+    assert rel_err(out[0], ref_out[0]) <= 1e-10
+    for name, r in ref_g.items():
+        assert rel_err(g[name], r) <= 1e-10, name
+    with pytest.raises(ValueError, match="output_order"):
+        routed_selective_scan(**x, index=index, output_order="route", backend="torch")
+
+
 def test_low_precision_output_dtype_and_float32_out():
     index = cross_routes(3, 4)
     x = make_route_inputs(1, 2, 4, 12, 2, dtype=torch.float32)

@@ -19,7 +19,7 @@ LOW = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _check(kind, H, W, batch, ch, nstate, device, *, u_shared=True, merge=True, dtype=torch.float32, tol=1e-4,
-           use_d=True, out_dtype=None, seed=0, ref_backend="reference"):
+           use_d=True, out_dtype=None, seed=0, ref_backend="reference", output_order="map"):
     index = make_routes(kind, H, W) if isinstance(kind, str) else kind
     x = make_route_inputs(batch, ch, index.shape[0], H * W, nstate, u_shared=u_shared, seed=seed)
     if not use_d:
@@ -27,7 +27,7 @@ def _check(kind, H, W, batch, ch, nstate, device, *, u_shared=True, merge=True, 
     # Low-precision inputs are rounded first, so both sides see the same numbers.
     io = {"u", "delta", "B", "C"}
     x = {k: (v.to(dtype).double() if k in io and v is not None else v) for k, v in x.items()}
-    kw = dict(merge=merge, out_dtype=out_dtype)
+    kw = dict(merge=merge, out_dtype=out_dtype, output_order=output_order)
     ref_out, ref_g = run_with_grads(
         lambda **a: routed_selective_scan(**a, index=index.to(device), backend=ref_backend, **kw),
         {k: v.to(device) if v is not None else v for k, v in x.items()}, lambda t: t,
@@ -63,6 +63,11 @@ def test_triton_segmented_routes(kind, triton_device):
 def test_triton_arbitrary_routes(merge, triton_device):
     """Three routes of 7 steps over a 2x3 map: repeated and unvisited positions (atomics + zero fill)."""
     _check(random_routes(3, 7, 6, seed=11), 2, 3, 2, 2, 2, triton_device, u_shared=not merge, merge=merge)
+
+
+@pytest.mark.parametrize("kind", ["cross", "multiscale"])
+def test_triton_route_order_outputs(kind, triton_device):
+    _check(kind, 2, 3, 2, 2, 2, triton_device, merge=False, output_order="route")
 
 
 def test_triton_without_skip_and_bias_odd_sizes(triton_device):

@@ -67,6 +67,7 @@ def routed_selective_scan(
     merge: bool = True,
     out_dtype: torch.dtype | None = None,
     backend: str | None = None,
+    output_order: str = "map",
 ) -> torch.Tensor:
     """Selective scan of a map along K routes.
 
@@ -78,14 +79,21 @@ def routed_selective_scan(
     Returns ``(batch, C, Lmap)`` = sum over routes of each route's outputs at the positions it visited
     (``merge=True``), or ``(batch, K*C, Lmap)`` each route's outputs in map order, 0 where unvisited.
     Routes are summed in float32 (or wider) and cast once to ``out_dtype`` (default u's dtype).
+
+    Extra keyword: ``output_order="route"`` (with ``merge=False``) returns ``(batch, K*C, Lr)``, route k's
+    output at step t in column t, without the scatter -- for models that transform each visit before
+    un-permuting, e.g. MSVMamba's LayerNorm on the concatenated low-resolution route.
     Index values are range-checked when the index lives on the CPU (not while torch.compile traces) and,
     once per index tensor, on the Triton path.
     """
     _check(u, delta, A, B, C, index, D, delta_bias)
+    if output_order not in ("map", "route") or (output_order == "route" and merge):
+        raise ValueError(f"routed_selective_scan: output_order must be 'map', or 'route' with merge=False; "
+                         f"got {output_order!r} with merge={merge}")
     K, lr = index.shape
     _flops.add("selective_scan", _flops.selective_scan_flops(u.shape[0], delta.shape[1], lr, A.shape[1],
                                                              D is not None, False))
-    args = (u, delta, A, B, C, index, D, delta_bias, delta_softplus, merge, out_dtype)
+    args = (u, delta, A, B, C, index, D, delta_bias, delta_softplus, merge, out_dtype, output_order)
     which = resolve_backend(backend, u.device)
     if which == "reference":
         return routed_selective_scan_reference(*args)

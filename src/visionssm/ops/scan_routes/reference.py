@@ -13,6 +13,7 @@ from ..selective_scan import selective_scan_reference
 
 def routed_selective_scan_reference(
     u, delta, A, B, C, index, D=None, delta_bias=None, delta_softplus=True, merge=True, out_dtype=None,
+    output_order="map",
 ):
     """Same contract as :func:`visionssm.ops.scan_routes.routed_selective_scan` (math in float32 or wider)."""
     out_dtype = out_dtype or u.dtype
@@ -37,7 +38,9 @@ def routed_selective_scan_reference(
             delta_bias=delta_bias[rows] if delta_bias is not None else None,
             delta_softplus=delta_softplus,
         )
-        outs.append(y_k.new_zeros(batch, ch, lmap).index_add(-1, idx, y_k))
-    y = torch.stack(outs, 1)  # (batch, K, ch, Lmap)
+        outs.append(y_k if output_order == "route" else y_k.new_zeros(batch, ch, lmap).index_add(-1, idx, y_k))
+    y = torch.stack(outs, 1)  # (batch, K, ch, Lmap or Lr)
+    if output_order == "route":
+        return y.flatten(1, 2).to(out_dtype)
     y = y.sum(1) if merge else y.reshape(batch, K * ch, lmap)
     return y.to(out_dtype)

@@ -19,6 +19,7 @@ def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 def routed_selective_scan_torch(
     u, delta, A, B, C, index, D=None, delta_bias=None, delta_softplus=True, merge=True, out_dtype=None,
+    output_order="map",
 ):
     """Same contract as :func:`visionssm.ops.scan_routes.routed_selective_scan`."""
     out_dtype = out_dtype or u.dtype
@@ -35,6 +36,8 @@ def routed_selective_scan_torch(
         xs.to(dtype), dts, A, _gather(B, index), _gather(C, index), D=D, delta_bias=delta_bias,
         delta_softplus=delta_softplus,
     )
+    if output_order == "route":
+        return ys.to(out_dtype)
     ys = ys.view(batch, K, ch, lr)
     y = ys.new_zeros(batch, K, ch, lmap).scatter_add(-1, index[None, :, None, :].expand_as(ys), ys)
     y = y.sum(1) if merge else y.view(batch, K * ch, lmap)

@@ -64,7 +64,8 @@ def _fill(dtype, zero, *shape, device):
 
 class _RoutedScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, delta_bias, idx, softplus, merge, out_dtype, injective, covers):
+    def forward(ctx, u, delta, A, B, C, D, delta_bias, idx, softplus, merge, out_dtype, route_order, injective,
+                covers):
         batch, dim, lmap = delta.shape
         K, lr = idx.shape
         ch, nstate = dim // K, A.shape[1]
@@ -73,9 +74,10 @@ class _RoutedScan(torch.autograd.Function):
         dev = u.device
         f32 = dict(dtype=torch.float32, device=dev)
         accum, zero = not injective, not covers
-        # The route sum happens afterwards in float32; one map-order row per route channel.
-        y_dtype = out_dtype if (not merge and not accum) else torch.float32
-        out = _fill(y_dtype, zero, batch, dim, lmap, device=dev)
+        # One output row per route channel, map order (the route sum happens afterwards, in float32) or route order.
+        out_accum = accum and not route_order
+        y_dtype = out_dtype if not (merge or out_accum) else torch.float32
+        out = _fill(y_dtype, zero and not route_order, batch, dim, lr if route_order else lmap, device=dev)
         save = any(ctx.needs_input_grad)
         starts = _alloc.empty(batch, dim, triton.cdiv(lr, chunk), nstate, **f32) if save else out
         seg_end = _alloc.empty(batch, dim, n_seg, nstate, **f32) if n_seg > 1 else out
@@ -88,21 +90,22 @@ class _RoutedScan(torch.autograd.Function):
         )
         flags = dict(
             HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus, U_SHARED=u_shared,
-            ACCUM=accum, SAVE_STARTS=save, CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn, num_warps=warps,
+            ACCUM=out_accum, OUT_AT_STEP=route_order, SAVE_STARTS=save, CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn,
+            num_warps=warps,
         )
         grid = (batch, dim // bd, n_seg)
         if n_seg > 1:
             routed_scan_fwd_kernel[grid](*args, MODE=1, **flags)
         routed_scan_fwd_kernel[grid](*args, MODE=0, **flags)
         ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, idx, starts, seg_sum)
-        ctx.cfg = (softplus, merge, accum, zero, bd, bn, chunk, warps, seg_len, n_seg)
+        ctx.cfg = (softplus, merge, route_order, accum, zero, bd, bn, chunk, warps, seg_len, n_seg)
         y = out.view(batch, K, ch, lmap).sum(1) if merge else out
         return y.to(out_dtype)
 
     @staticmethod
     def backward(ctx, dy):
         u, delta, A, B, C, D, delta_bias, idx, starts, seg_sum = ctx.saved_tensors
-        softplus, merge, accum, zero, bd, bn, chunk, warps, seg_len, n_seg = ctx.cfg
+        softplus, merge, route_order, accum, zero, bd, bn, chunk, warps, seg_len, n_seg = ctx.cfg
         batch, dim, lmap = delta.shape
         K, lr = idx.shape
         ch, nstate = dim // K, A.shape[1]
@@ -128,7 +131,8 @@ class _RoutedScan(torch.autograd.Function):
         )
         flags = dict(
             HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus, U_SHARED=u_shared,
-            G_SHARED=merge, ACCUM=accum, CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn, num_warps=warps,
+            G_SHARED=merge, G_AT_STEP=route_order, ACCUM=accum, CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn,
+            num_warps=warps,
         )
         grid = (batch, n_blk, n_seg)
         if n_seg > 1:
@@ -143,17 +147,18 @@ class _RoutedScan(torch.autograd.Function):
             du.to(u.dtype), ddelta.to(delta.dtype), dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
             dD.to(D.dtype) if D is not None else None,
             dbias.to(delta_bias.dtype) if delta_bias is not None else None,
-            None, None, None, None, None, None,
+            None, None, None, None, None, None, None,
         )
 
 
 def routed_selective_scan_triton(
     u, delta, A, B, C, index, D=None, delta_bias=None, delta_softplus=True, merge=True, out_dtype=None,
+    output_order="map",
 ):
     """Same contract as :func:`visionssm.ops.scan_routes.routed_selective_scan`; float32 state math."""
     idx, injective, covers = _route_kind(index, delta.shape[2], u.device)
     f32 = lambda t: t.float().contiguous() if t is not None else None
     return _RoutedScan.apply(
         u, delta, f32(A), B, C, f32(D), f32(delta_bias), idx, delta_softplus, merge, out_dtype or u.dtype,
-        injective, covers,
+        output_order == "route", injective, covers,
     )

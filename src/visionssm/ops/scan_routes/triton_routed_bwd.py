@@ -4,9 +4,10 @@ The adjoint of our plain scan's backward (ops/selective_scan/triton_bwd.py), wal
 program goes through its segment's CHUNK-step chunks from last to first, recomputes the chunk's states from
 the start the forward saved into a small per-program scratch, then steps backward reading h_{t-1} from it.
 Step i touches map position p = index[k, i]: the output grad is read at p (from the merged (batch, C, Lmap)
-grad when G_SHARED, i.e. merge=True), and du, ddelta and the per-channel-block partial grads of B and C are
-written at p of map-order buffers. With u shared by the routes, du is per route here and summed afterwards.
-Grads of A, D and delta_bias are summed over the batch with atomics. ACCUM: see triton_routed_fwd.py.
+grad when G_SHARED, i.e. merge=True), or at column i of a route-order grad (G_AT_STEP); du, ddelta and the
+per-channel-block partial grads of B and C are written at p of map-order buffers. With u shared by the
+routes, du is per route here and summed afterwards. Grads of A, D and delta_bias are summed over the batch
+with atomics. ACCUM: see triton_routed_fwd.py.
 
 With segments, MODE=1 first computes each segment's outgoing adjoint from a zero carry; MODE=0 folds the
 later segments' carries in (through exp(A * sum delta) of each) before its own walk.
@@ -40,7 +41,8 @@ def routed_scan_bwd_kernel(
     s_Bb, s_Bg, s_Bn, s_Bl,
     s_Cb, s_Cg, s_Cn, s_Cl,
     MODE: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    U_SHARED: tl.constexpr, G_SHARED: tl.constexpr, ACCUM: tl.constexpr, CHUNK: tl.constexpr,
+    U_SHARED: tl.constexpr, G_SHARED: tl.constexpr, G_AT_STEP: tl.constexpr, ACCUM: tl.constexpr,
+    CHUNK: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     # du, ddelta: contiguous (batch, K*ch, Lmap); dBp, dCp: (batch, K*ch // BLOCK_D, N, Lmap) float32;
@@ -122,7 +124,10 @@ def routed_scan_bwd_kernel(
                 dt = _softplus(x)
             else:
                 dt = x
-            dy = tl.load(g_base + p * s_gl).to(tl.float32)
+            if G_AT_STEP:
+                dy = tl.load(g_base + i * s_gl).to(tl.float32)
+            else:
+                dy = tl.load(g_base + p * s_gl).to(tl.float32)
             Ct = tl.load(C_base + p * s_Cl, mask=n_ok, other=0.0).to(tl.float32)
             adj = Ct[None, :] * dy[:, None] + w
             w = tl.exp2(dt[:, None] * A2) * adj

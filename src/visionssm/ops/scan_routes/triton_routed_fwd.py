@@ -7,7 +7,8 @@ per step); u, delta, B and C are read at p and the output is written at p of the
 row. No permuted copy of the map is ever made. Channel d of the K*C channels belongs to route d // C;
 BLOCK_D divides C, so a program never straddles two routes.
 
-Output writes: plain stores when every route visits each position at most once (ACCUM=False), else
+Outputs go to map position p, or to column i of a route-order output when OUT_AT_STEP.
+Map-order output writes: plain stores when every route visits each position at most once (ACCUM=False), else
 atomic adds into a zeroed float32 buffer (a route that visits a position more than once, e.g. MSVMamba's
 concatenated low-resolution route, whose visits may also fall in different segments = programs).
 
@@ -40,7 +41,8 @@ def routed_scan_fwd_kernel(
     s_Bb, s_Bg, s_Bn, s_Bl,
     s_Cb, s_Cg, s_Cn, s_Cl,
     MODE: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    U_SHARED: tl.constexpr, ACCUM: tl.constexpr, SAVE_STARTS: tl.constexpr, CHUNK: tl.constexpr,
+    U_SHARED: tl.constexpr, ACCUM: tl.constexpr, OUT_AT_STEP: tl.constexpr, SAVE_STARTS: tl.constexpr,
+    CHUNK: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     # idx: (K, Lr) int32 contiguous; starts: (batch, K*ch, n_chunks, N); seg_end: (batch, K*ch, n_seg, N);
@@ -96,10 +98,14 @@ def routed_scan_fwd_kernel(
             y = tl.sum(h * Ct[None, :], axis=1)
             if HAS_D:
                 y += Dv * u
-            if ACCUM:
-                tl.atomic_add(o_base + p * s_ol, y, sem="relaxed")
+            if OUT_AT_STEP:
+                o_ptr = o_base + i * s_ol
             else:
-                tl.store(o_base + p * s_ol, y.to(out_ptr.dtype.element_ty))
+                o_ptr = o_base + p * s_ol
+            if ACCUM:
+                tl.atomic_add(o_ptr, y, sem="relaxed")
+            else:
+                tl.store(o_ptr, y.to(out_ptr.dtype.element_ty))
         else:
             dsum += dt
     if MODE == 1:
