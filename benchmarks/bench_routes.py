@@ -91,11 +91,12 @@ def main():
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--routes", default="cross", choices=list(ROUTES))
     p.add_argument("--shapes", nargs="*", default=None, help="C,H,W,N entries")
+    p.add_argument("--no-baseline", action="store_true", help="skip mamba_ssm (it may need minutes to build)")
     p.add_argument("--out", default=None)
     a = p.parse_args()
     shapes = [tuple(int(v) for v in s.split(",")) for s in a.shapes] if a.shapes else SHAPES
     dtype = DTYPES[a.dtype]
-    base = load_selective_scan_fn(verbose=False)
+    base = None if a.no_baseline else load_selective_scan_fn(verbose=False)
     dev = torch.cuda.get_device_name()
     records = []
     for ch, H, W, nstate in shapes:
