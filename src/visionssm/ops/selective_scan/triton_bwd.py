@@ -17,7 +17,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_fwd import LOG2E, _ld, _softplus, _st
+from .triton_fwd import _ld, _softplus, _st
 
 LN2 = tl.constexpr(0.6931471805599453)
 

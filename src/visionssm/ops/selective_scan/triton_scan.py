@@ -20,8 +20,11 @@ _TILES = "s"  # forward I/O: 'l' = token tiles for loads, 's' = for stores (VISI
 
 def _fwd_io():
     tiles = os.environ.get("VISIONSSM_SCAN_TILES", _TILES)
-    maxnreg = os.environ.get("VISIONSSM_SCAN_MAXNREG")
-    return dict(TILE_LOAD="l" in tiles, TILE_STORE="s" in tiles, maxnreg=int(maxnreg) if maxnreg else None)
+    return dict(TILE_LOAD="l" in tiles, TILE_STORE="s" in tiles, maxnreg=_env_int("VISIONSSM_SCAN_MAXNREG"))
+
+
+def _env_int(name):
+    return int(os.environ[name]) if os.environ.get(name) else None
 _TARGET_PROGRAMS = 1024  # enough independent programs to hide each step's latency on a large GPU
 
 
@@ -113,7 +116,7 @@ class _TritonScan(torch.autograd.Function):
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
             REVERSE=reverse, HAS_DLAST=dlast is not None, CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn, EVEN_N=bn == nstate,
-            maxnreg=int(os.environ["VISIONSSM_SCAN_MAXNREG_BWD"]) if os.environ.get("VISIONSSM_SCAN_MAXNREG_BWD") else None,
+            maxnreg=_env_int("VISIONSSM_SCAN_MAXNREG_BWD"),
             num_warps=warps,
         )
         grid = (batch, n_blk, n_seg)
