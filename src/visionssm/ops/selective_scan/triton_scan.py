@@ -15,7 +15,7 @@ from .triton_fwd import selective_scan_fwd_kernel
 LOG2E = 1.4426950408889634
 
 _T = 8  # forward steps per unrolled chunk (CHUNK is a multiple; _split8/_join8 fix it at 8)
-_TILES = "s"  # forward I/O: 'l' = token tiles for loads, 's' = for stores (VISIONSSM_SCAN_TILES overrides)
+_TILES = ""  # forward I/O: 'l' = token tiles for loads, 's' = for stores (VISIONSSM_SCAN_TILES overrides)
 
 
 def _fwd_io():
