@@ -1,0 +1,121 @@
+"""Triton causal SSD vs the float64 reference: outputs and every gradient, NaN-poisoned outputs.
+
+On CPU the kernels run in the Triton interpreter (slow): shapes stay tiny. ``gpu`` tests use real vision sizes.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from visionssm.ops import _alloc
+from visionssm.ops.ssd import ssd_causal
+from visionssm.ops.ssd.triton_causal import launch_config
+
+from .scan_cases import rel_err, run_with_grads
+from .ssd_cases import ssd_inputs
+
+
+def compare_triton(inputs, device, tol=2e-5, dtype=torch.float32, ref_backend="reference", **kw):
+    ref_out, ref_g = run_with_grads(lambda **a: ssd_causal(**a, backend=ref_backend, **kw), inputs,
+                                    lambda t: t.to(device))
+    with _alloc.poisoned_outputs():
+        out, g = run_with_grads(lambda **a: ssd_causal(**a, backend="triton", **kw), inputs,
+                                lambda t: t.to(device, dtype))
+    for o, r in zip(out, ref_out):
+        assert rel_err(o, r) <= tol
+    for name, r in ref_g.items():
+        assert g[name].dtype == dtype, name
+        assert rel_err(g[name], r) <= tol, name
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    batch=st.integers(1, 2),
+    length=st.one_of(st.just(1), st.integers(1, 40)),
+    heads_per_group=st.integers(1, 2),
+    groups=st.sampled_from([1, 2]),
+    headdim=st.integers(1, 20),
+    nstate=st.sampled_from([1, 5, 16, 17]),
+    chunk=st.sampled_from([16, 32]),
+    use_z=st.booleans(),
+    use_state=st.booleans(),
+    d_per_channel=st.booleans(),
+)
+def test_triton_matches_reference(batch, length, heads_per_group, groups, headdim, nstate, chunk, use_z, use_state,
+                                  d_per_channel):
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    x = ssd_inputs(batch, length, heads_per_group * groups, headdim, nstate, groups, with_z=use_z,
+                   with_state=use_state, d_per_channel=d_per_channel)
+    compare_triton(x, device, chunk_size=chunk, dt_softplus=True, return_last_state=True)
+
+
+def test_triton_without_optional_inputs(triton_device):
+    x = ssd_inputs(2, 21, 2, 3, 4, with_z=False, with_state=False, seed=31)
+    x["D"], x["dt_bias"] = None, None
+    x["dt"] = torch.nn.functional.softplus(x["dt"])
+    compare_triton(x, triton_device, chunk_size=16)
+
+
+def test_triton_segments(triton_device, monkeypatch):
+    # 10 chunks over few (batch, head) rows: the two-pass segment path with 3 segments.
+    monkeypatch.setenv("VISIONSSM_SSD_CFG", "16,4,8,64")
+    assert launch_config(1, 2, 150, 16)[3] == 3
+    x = ssd_inputs(1, 150, 2, 3, 4, seed=32)
+    compare_triton(x, triton_device, chunk_size=16, dt_softplus=True, return_last_state=True)
+
+
+def test_triton_strided_inputs(triton_device):
+    # x, z, B, C, dt as views into one projection (the layout a Mamba-2 mixer produces), and a strided dout.
+    batch, length, heads, headdim, nstate = 2, 19, 2, 4, 3
+    g = torch.Generator().manual_seed(33)
+    proj = torch.randn(batch, length, 2 * heads * headdim + 2 * nstate + heads, generator=g, dtype=torch.float64)
+    A = -torch.rand(heads, generator=g, dtype=torch.float64) - 0.5
+    D = torch.randn(heads, generator=g, dtype=torch.float64)
+    cot = torch.randn(batch, heads, length, headdim, generator=g, dtype=torch.float64).transpose(1, 2)
+
+    def run(proj, backend):
+        z, x, B, C, dt = torch.split(proj, [heads * headdim, heads * headdim, nstate, nstate, heads], dim=-1)
+        y = ssd_causal(x.unflatten(-1, (heads, headdim)), dt, A.to(proj), B[:, :, None], C[:, :, None], D=D.to(proj),
+                       z=z.unflatten(-1, (heads, headdim)), dt_softplus=True, chunk_size=16, backend=backend)
+        (grad,) = torch.autograd.grad((y * cot.to(y)).sum(), [proj])
+        return y, grad
+
+    y_ref, g_ref = run(proj.clone().requires_grad_(True), "reference")
+    with _alloc.poisoned_outputs():
+        y, grad = run(proj.to(triton_device, torch.float32).requires_grad_(True), "triton")
+    assert rel_err(y, y_ref) < 2e-5
+    assert rel_err(grad, g_ref) < 2e-5
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(64, 197, 12, 64, 64), (2, 1000, 4, 64, 64)])
+def test_triton_real_sizes_fp32(shape):
+    batch, length, heads, headdim, nstate = shape
+    x = ssd_inputs(batch, length, heads, headdim, nstate, seed=34, dtype=torch.float32)
+    x = {k: v.double() for k, v in x.items()}
+    compare_triton(x, torch.device("cuda"), tol=1e-4, chunk_size=64, dt_softplus=True, return_last_state=True)
+
+
+@pytest.mark.gpu
+def test_triton_long_sequence_vs_chunked():
+    x = ssd_inputs(8, 6085, 12, 64, 64, seed=35, dtype=torch.float32)
+    compare_triton({k: v.double() for k, v in x.items()}, torch.device("cuda"), tol=1e-4, ref_backend="torch",
+                   chunk_size=64, dt_softplus=True, return_last_state=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_triton_low_precision(dtype):
+    x = ssd_inputs(16, 197, 12, 64, 64, seed=36, dtype=torch.float32)
+    kw = dict(chunk_size=64, dt_softplus=True)
+    ref_out, ref_g = run_with_grads(lambda **a: ssd_causal(**a, backend="torch", **kw), x,
+                                    lambda t: t.cuda().double())
+    cast = lambda t: t.cuda().to(dtype) if t.dim() >= 3 else t.cuda()
+    out, g = run_with_grads(lambda **a: ssd_causal(**a, backend="triton", **kw), x, cast)
+    assert out[0].dtype == dtype
+    assert rel_err(out[0], ref_out[0]) < 2e-2
+    for name, r in ref_g.items():
+        assert rel_err(g[name], r) < 5e-2, name
