@@ -84,8 +84,9 @@ class _TritonSSDCausal(torch.autograd.Function):
         dx = _alloc.empty(batch, length, heads, headdim, dtype=x.dtype, device=dev)
         ddt = _alloc.empty(batch, length, heads, dtype=dt.dtype, device=dev)
         dz = _alloc.empty(batch, length, heads, headdim, dtype=z.dtype, device=dev) if z is not None else None
-        dBh = _alloc.empty(batch, length, heads, nstate, **f32)
-        dCh = _alloc.empty(batch, length, heads, nstate, **f32)
+        rep = heads // groups
+        bc = (lambda *s: torch.zeros(*s, **f32)) if rep > 1 else (lambda *s: _alloc.empty(*s, **f32))
+        dBg, dCg = bc(batch, length, groups, nstate), bc(batch, length, groups, nstate)
         dA = torch.zeros(heads, **f32)
         dD = torch.zeros(D.shape, **f32) if D is not None else None
         dbias = torch.zeros(heads, **f32) if dt_bias is not None else None
@@ -102,7 +103,7 @@ class _TritonSSDCausal(torch.autograd.Function):
         dt_c = dt if dt.stride() == ddt.stride() else dt.contiguous()
         args = (
             x, dt_c, A, B, C, opt(D), opt(z), opt(dt_bias), dout, opt(dlast), states, seg_dend, seg_sum,
-            dx, ddt, dA, dBh, dCh, opt(dD), opt(dz), opt(dbias), opt(dh0),
+            dx, ddt, dA, dBg, dCg, opt(dD), opt(dz), opt(dbias), opt(dh0),
             length, heads, heads // groups, headdim, nstate, n_chunks, seg_chunks, n_seg,
             *x.stride(), *dt_c.stride(), *B.stride(), *C.stride(), *zs, *dout.stride(),
         )
@@ -115,12 +116,8 @@ class _TritonSSDCausal(torch.autograd.Function):
         if n_seg > 1:
             ssd_causal_bwd_kernel[grid](*args, MODE=1, **flags)
         ssd_causal_bwd_kernel[grid](*args, MODE=0, **flags)
-        rep = heads // groups
-        if rep > 1:
-            dBh = dBh.view(batch, length, groups, rep, nstate).sum(3)
-            dCh = dCh.view(batch, length, groups, rep, nstate).sum(3)
         return (
-            dx, ddt, dA.to(A.dtype), dBh.to(B.dtype), dCh.to(C.dtype),
+            dx, ddt, dA.to(A.dtype), dBg.to(B.dtype), dCg.to(C.dtype),
             dD.to(D.dtype) if D is not None else None, dz,
             dbias.to(dt_bias.dtype) if dt_bias is not None else None,
             dh0.to(h0.dtype) if h0 is not None else None, None, None,

@@ -4,8 +4,8 @@ One program owns one (batch, head) and walks its chunks right to left carrying d
 leaving the chunk. Per chunk it reloads the state entering the chunk (saved by the forward) and forms, with
 tensor-core dots: dx, d(dt), dB and dC of the intra-chunk quadratic form, of the entering-state readout and of the
 chunk's contribution to the leaving state; the log-decay gradients become d(dt) and dA through a reverse cumsum.
-dS moves left as exp(total decay) dS + (exp(cs) dy)^T C. dB and dC are written per head (float32) and summed over
-the heads of a group by the caller; dA, dD and d(dt_bias) are reduced in registers and added atomically.
+dS moves left as exp(total decay) dS + (exp(cs) dy)^T C. dB and dC are written in float32, added atomically when several heads
+share a group; dA, dD and d(dt_bias) are reduced in registers and added atomically.
 Segments work as in the forward: MODE=1 gives each segment's dS at its start from a zero dS at its end.
 """
 
@@ -36,7 +36,8 @@ def ssd_causal_bwd_kernel(
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr, HAS_DLAST: tl.constexpr,
     CHUNK: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    # dx, dz: like x (contiguous); ddt: like dt (contiguous); dB, dC: (batch, L, heads, N) float32 contiguous;
+    # dx, dz: like x (contiguous); ddt: like dt (contiguous); dB, dC: (batch, L, groups, N) float32 contiguous,
+    # zero-filled when several heads share a group;
     # dlast, dh0, states, seg_dend, seg_sum: float32 as in the forward.
     pid_bh = tl.program_id(0)
     pid_s = tl.program_id(1)
@@ -173,9 +174,14 @@ def ssd_causal_bwd_kernel(
             tl.store(dx_ptr + b * s_xb + h * s_xh + t[:, None] * s_xl + p[None, :] * s_xp,
                      dx.to(dx_ptr.dtype.element_ty), mask=tp_ok)
             tl.store(ddt_ptr + b * s_tb + h * s_th + t * s_tl, ddt.to(ddt_ptr.dtype.element_ty), mask=t_ok)
-            bhn = ((b * L + t[:, None]) * heads + h) * nstate + n[None, :]
-            tl.store(dB_ptr + bhn, dB, mask=tn_ok)
-            tl.store(dC_ptr + bhn, dC, mask=tn_ok)
+            groups = heads // rep
+            bgn = ((b * L + t[:, None]) * groups + g) * nstate + n[None, :]
+            if rep == 1:
+                tl.store(dB_ptr + bgn, dB, mask=tn_ok)
+                tl.store(dC_ptr + bgn, dC, mask=tn_ok)
+            else:  # the heads of a group meet here; float32 atomics beat per-head partial buffers on traffic
+                tl.atomic_add(dB_ptr + bgn, dB, mask=tn_ok)
+                tl.atomic_add(dC_ptr + bgn, dC, mask=tn_ok)
     if MODE == 1:
         tl.store(seg_dend_ptr + (pid_bh * n_seg + pid_s) * PN + pn, dS, mask=pn_ok)
         tl.store(seg_sum_ptr + pid_bh * n_seg + pid_s, total)
