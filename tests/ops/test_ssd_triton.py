@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from visionssm.ops import _alloc
-from visionssm.ops.ssd import ssd_causal
+from visionssm.ops.ssd import ssd_causal, ssd_noncausal
 from visionssm.ops.ssd.triton_causal import launch_config
 
 from .scan_cases import rel_err, run_with_grads
@@ -119,3 +119,53 @@ def test_triton_low_precision(dtype):
     assert rel_err(out[0], ref_out[0]) < 2e-2
     for name, r in ref_g.items():
         assert rel_err(g[name], r) < 5e-2, name
+
+
+def compare_noncausal(inputs, device, tol=2e-5, dtype=torch.float32, **kw):
+    ref_out, ref_g = run_with_grads(lambda **a: ssd_noncausal(**a, backend="reference", **kw), inputs,
+                                    lambda t: t.to(device))
+    with _alloc.poisoned_outputs():
+        out, g = run_with_grads(lambda **a: ssd_noncausal(**a, backend="triton", **kw), inputs,
+                                lambda t: t.to(device, dtype))
+    assert out[0].dtype == dtype
+    assert rel_err(out[0], ref_out[0]) <= tol
+    for name, r in ref_g.items():
+        assert g[name].dtype == dtype, name
+        assert rel_err(g[name], r) <= tol, name
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    batch=st.integers(1, 2),
+    length=st.one_of(st.just(1), st.integers(1, 150)),
+    heads_per_group=st.integers(1, 2),
+    groups=st.sampled_from([1, 2]),
+    headdim=st.integers(1, 20),
+    nstate=st.sampled_from([1, 5, 16, 17]),
+    interleaved=st.booleans(),
+    use_d=st.sampled_from(["none", "head", "channel"]),
+    softplus=st.booleans(),
+)
+def test_triton_noncausal_matches_reference(batch, length, heads_per_group, groups, headdim, nstate, interleaved,
+                                            use_d, softplus):
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    x = ssd_inputs(batch, length, heads_per_group * groups, headdim, nstate, groups, with_z=False, with_state=False,
+                   d_per_channel=use_d == "channel")
+    if use_d == "none":
+        x["D"] = None
+    if not softplus:
+        x["dt_bias"] = None
+    compare_noncausal(x, device, dt_softplus=softplus, interleaved=interleaved)
+
+
+def test_triton_noncausal_split_reduction(triton_device):
+    # L = 600 over 2 (batch, head) rows: the state sum is split over 3 programs per row (float32 atomics).
+    x = ssd_inputs(1, 600, 2, 3, 4, seed=38, with_z=False, with_state=False)
+    compare_noncausal(x, triton_device, dt_softplus=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(32, 3136, 2, 64, 64), (64, 196, 8, 64, 64)])
+def test_triton_noncausal_real_sizes(shape):
+    x = ssd_inputs(*shape, seed=37, dtype=torch.float32, with_z=False, with_state=False)
+    compare_noncausal({k: v.double() for k, v in x.items()}, torch.device("cuda"), tol=1e-4, dt_softplus=True)

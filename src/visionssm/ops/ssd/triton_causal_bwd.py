@@ -4,8 +4,8 @@ One program owns one (batch, head) and walks its chunks right to left carrying d
 leaving the chunk. Per chunk it reloads the state entering the chunk (saved by the forward) and forms, with
 tensor-core dots: dx, d(dt), dB and dC of the intra-chunk quadratic form, of the entering-state readout and of the
 chunk's contribution to the leaving state; the log-decay gradients become d(dt) and dA through a reverse cumsum.
-dS moves left as exp(total decay) dS + (exp(cs) dy)^T C. dB and dC are written in float32, added atomically when several heads
-share a group; dA, dD and d(dt_bias) are reduced in registers and added atomically.
+dS moves left as exp(total decay) dS + (exp(cs) dy)^T C. dB and dC are written in float32, added atomically when
+several heads share a group; dA, dD and d(dt_bias) are reduced in registers and added atomically.
 Segments work as in the forward: MODE=1 gives each segment's dS at its start from a zero dS at its end.
 """
 
