@@ -7,7 +7,8 @@ Shapes are (batch, L, heads, headdim, N), one B/C group. Config: D skip (per hea
 forward+backward. mamba_ssm is timed at chunk 64 and 256, the faster one is ``base``. fla gets the SSD mapped
 onto gated linear attention outside the timed region (q = C and k = B expanded to heads, v = x * dt, g = dt * A,
 scale 1), so its times leave out that mapping and the D skip. ``--sweep`` also times launch configurations of ours
-(VISIONSSM_SSD_CFG). Writes benchmarks/results/ssd_<gpu>.json.
+(VISIONSSM_SSD_CFG). The non-causal op (VSSD) is timed against its matmul form in the input dtype (what VSSD's
+code runs) at VSSD-T's stage shapes, batch 128. Writes benchmarks/results/ssd_<gpu>.json.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ import torch.nn.functional as F
 import triton
 from triton.testing import do_bench
 
-from visionssm.ops.ssd import ssd_causal
+from visionssm.ops.ssd import ssd_causal, ssd_noncausal
+from visionssm.ops.ssd.chunked import ssd_noncausal_matmul
 
 SHAPES = [(64, 197, 12, 64, 64), (8, 6085, 12, 64, 64)]
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 ROOT = Path(__file__).resolve().parents[1]
+NC_SHAPES = [(128, 3136, 2, 64, 64), (128, 784, 4, 64, 64), (128, 196, 8, 64, 64)]  # VSSD-T stages 1-3
 SWEEP = ["64,4,8,512", "64,8,8,512", "64,4,4,512", "32,4,4,512", "32,4,8,512", "64,4,8,256", "64,4,8,1024"]
 
 
@@ -125,6 +128,7 @@ def main():
     p.add_argument("--z", action="store_true", help="with the silu(z) gate")
     p.add_argument("--sweep", action="store_true", help="also time launch configurations of ours")
     p.add_argument("--torch", action="store_true", help="also time our pure-PyTorch path")
+    p.add_argument("--no-noncausal", action="store_true", help="skip the non-causal (VSSD) timings")
     p.add_argument("--out", default=None)
     a = p.parse_args()
     shapes = [tuple(int(v) for v in s.split(",")) for s in a.shapes] if a.shapes else SHAPES
@@ -163,6 +167,20 @@ def main():
         records.append(rec)
         del x, fx
         torch.cuda.empty_cache()
+    nc_records = []
+    for shape in NC_SHAPES if not a.no_noncausal else []:
+        x = make_inputs(*shape, dtype, False)
+        x.pop("dt_bias")
+        x["A"] = -x["A"]  # VSSD's positive weights dt * exp(A_log)
+        nc_ours = lambda **k: ssd_noncausal(**k, dt_softplus=True, backend="triton")
+        nc_base = lambda **k: ssd_noncausal_matmul(**k, dt_softplus=True, dtype=k["x"].dtype)
+        rec = {"shape": list(shape), "dtype": a.dtype, "rel_diff_vs_base": rel_diff(nc_ours(**x), nc_base(**x))}
+        for mode, bwd in (("fwd", False), ("fwdbwd", True)):
+            rec[f"ours_{mode}_ms"] = time_fn(nc_ours, x, bwd)
+            rec[f"base_{mode}_ms"] = time_fn(nc_base, x, bwd)
+        nc_records.append(rec)
+        del x
+        torch.cuda.empty_cache()
     result = {
         "device": dev, "date": datetime.date.today().isoformat(), "torch": torch.__version__,
         "triton": triton.__version__,
@@ -170,6 +188,8 @@ def main():
         "fla": "fla chunk_simple_gla (inputs pre-mapped, no D skip)" if fla else None,
         "config": "D per head, dt_bias, softplus" + (", z gate" if a.z else "") + "; 1 group; ours chunk 64",
         "records": records,
+        "noncausal": "ours (Triton) vs base = matmul form in the input dtype (VSSD's code path)",
+        "noncausal_records": nc_records,
     }
     fmt = lambda v: f"{v:9.3f}" if v is not None else f"{'-':>9}"
     ratio = lambda o, b: f"{b / o:6.2f}x" if b else f"{'-':>7}"
@@ -183,6 +203,9 @@ def main():
               f"{ratio(r['ours_fwdbwd_ms'], r['base_fwdbwd_ms']):>8}{fmt(r['fla_fwdbwd_ms'])}")
         for cfg, t in r.get("sweep", {}).items():
             print(f"   cfg {cfg:<16} fwd {t['fwd_ms']:.3f}  fwd+bwd {t['fwdbwd_ms']:.3f}")
+    for r in nc_records:
+        print(f"non-causal {str(tuple(r['shape'])):<24} fwd {r['ours_fwd_ms']:.3f} vs matmul {r['base_fwd_ms']:.3f}"
+              f" | fwd+bwd {r['ours_fwdbwd_ms']:.3f} vs matmul {r['base_fwdbwd_ms']:.3f}")
     gpu = dev.lower().replace("nvidia", "").strip().split()[0]
     out = Path(a.out) if a.out else Path(__file__).parent / "results" / f"ssd_{gpu}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
