@@ -40,7 +40,7 @@ def _precision(dtype: torch.dtype) -> str:
 
 class _TritonSSDCausal(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, dt, A, B, C, D, z, dt_bias, h0, softplus: bool, chunk_size: int):
+    def forward(ctx, x, dt, A, B, C, D, z, dt_bias, h0, softplus: bool, chunk_size: int, save: bool):
         batch, length, heads, headdim = x.shape
         groups, nstate = B.shape[2], B.shape[3]
         chunk, n_chunks, seg_chunks, n_seg, fwd_warps, bwd_warps = launch_config(batch, heads, length, chunk_size)
@@ -49,7 +49,6 @@ class _TritonSSDCausal(torch.autograd.Function):
         f32 = dict(dtype=torch.float32, device=dev)
         y = _alloc.empty(batch, length, heads, headdim, dtype=x.dtype, device=dev)
         last = _alloc.empty(batch, heads, headdim, nstate, **f32)
-        save = any(ctx.needs_input_grad)
         states = _alloc.empty(batch * heads, n_chunks, headdim, nstate, **f32) if save else last
         seg_end = _alloc.empty(batch * heads, n_seg, headdim, nstate, **f32) if n_seg > 1 else last
         seg_sum = _alloc.empty(batch * heads, n_seg, **f32) if n_seg > 1 else last
@@ -120,7 +119,7 @@ class _TritonSSDCausal(torch.autograd.Function):
             dx, ddt, dA.to(A.dtype), dBg.to(B.dtype), dCg.to(C.dtype),
             dD.to(D.dtype) if D is not None else None, dz,
             dbias.to(dt_bias.dtype) if dt_bias is not None else None,
-            dh0.to(h0.dtype) if h0 is not None else None, None, None,
+            dh0.to(h0.dtype) if h0 is not None else None, None, None, None,
         )
 
 
@@ -139,5 +138,8 @@ def ssd_causal_triton(
         z = z.to(x.dtype)
     f32 = lambda t: t.float().contiguous() if t is not None else None
     init = f32(initial_state)
-    y, last = _TritonSSDCausal.apply(x, dt, f32(A), B, C, f32(D), z, f32(dt_bias), init, dt_softplus, chunk_size)
+    # Inside Function.forward grad mode is off, so whether to save chunk states for backward is decided here.
+    tensors = (x, dt, A, B, C, D, z, dt_bias, initial_state)
+    save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    y, last = _TritonSSDCausal.apply(x, dt, f32(A), B, C, f32(D), z, f32(dt_bias), init, dt_softplus, chunk_size, save)
     return (y, last) if return_last_state else y
