@@ -18,17 +18,22 @@ from .scan_cases import rel_err, run_with_grads
 from .ssd_cases import ssd_inputs
 
 
-def compare_triton(inputs, device, tol=2e-5, dtype=torch.float32, ref_backend="reference", **kw):
-    ref_out, ref_g = run_with_grads(lambda **a: ssd_causal(**a, backend=ref_backend, **kw), inputs,
-                                    lambda t: t.to(device))
+def compare_triton(inputs, device, tol=2e-5, dtype=torch.float32, ref_backend="reference", yardstick=False,
+                   op=ssd_causal, **kw):
+    """``yardstick``: allow 20x the error of our float32 torch path on the same inputs, for random tiny shapes where a
+    gradient can be a sum of few cancelling terms (its float32 rounding then has no fixed relative size)."""
+    ref_out, ref_g = run_with_grads(lambda **a: op(**a, backend=ref_backend, **kw), inputs, lambda t: t.to(device))
     with _alloc.poisoned_outputs():
-        out, g = run_with_grads(lambda **a: ssd_causal(**a, backend="triton", **kw), inputs,
-                                lambda t: t.to(device, dtype))
+        out, g = run_with_grads(lambda **a: op(**a, backend="triton", **kw), inputs, lambda t: t.to(device, dtype))
+    if yardstick:
+        _, g32 = run_with_grads(lambda **a: op(**a, backend="torch", **kw), inputs, lambda t: t.to(device, dtype))
     for o, r in zip(out, ref_out):
+        assert o.dtype == dtype
         assert rel_err(o, r) <= tol
     for name, r in ref_g.items():
         assert g[name].dtype == dtype, name
-        assert rel_err(g[name], r) <= tol, name
+        allowed = max(tol, 20 * rel_err(g32[name], r)) if yardstick else tol
+        assert rel_err(g[name], r) <= allowed, name
 
 
 @settings(max_examples=8, deadline=None)
@@ -49,7 +54,7 @@ def test_triton_matches_reference(batch, length, heads_per_group, groups, headdi
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     x = ssd_inputs(batch, length, heads_per_group * groups, headdim, nstate, groups, with_z=use_z,
                    with_state=use_state, d_per_channel=d_per_channel)
-    compare_triton(x, device, chunk_size=chunk, dt_softplus=True, return_last_state=True)
+    compare_triton(x, device, yardstick=True, chunk_size=chunk, dt_softplus=True, return_last_state=True)
 
 
 def test_triton_without_optional_inputs(triton_device):
@@ -121,17 +126,8 @@ def test_triton_low_precision(dtype):
         assert rel_err(g[name], r) < 5e-2, name
 
 
-def compare_noncausal(inputs, device, tol=2e-5, dtype=torch.float32, **kw):
-    ref_out, ref_g = run_with_grads(lambda **a: ssd_noncausal(**a, backend="reference", **kw), inputs,
-                                    lambda t: t.to(device))
-    with _alloc.poisoned_outputs():
-        out, g = run_with_grads(lambda **a: ssd_noncausal(**a, backend="triton", **kw), inputs,
-                                lambda t: t.to(device, dtype))
-    assert out[0].dtype == dtype
-    assert rel_err(out[0], ref_out[0]) <= tol
-    for name, r in ref_g.items():
-        assert g[name].dtype == dtype, name
-        assert rel_err(g[name], r) <= tol, name
+def compare_noncausal(inputs, device, **kw):
+    compare_triton(inputs, device, op=ssd_noncausal, **kw)
 
 
 @settings(max_examples=8, deadline=None)
@@ -155,7 +151,7 @@ def test_triton_noncausal_matches_reference(batch, length, heads_per_group, grou
         x["D"] = None
     if not softplus:
         x["dt_bias"] = None
-    compare_noncausal(x, device, dt_softplus=softplus, interleaved=interleaved)
+    compare_noncausal(x, device, yardstick=True, dt_softplus=softplus, interleaved=interleaved)
 
 
 def test_triton_noncausal_split_reduction(triton_device):
@@ -169,3 +165,31 @@ def test_triton_noncausal_split_reduction(triton_device):
 def test_triton_noncausal_real_sizes(shape):
     x = ssd_inputs(*shape, seed=37, dtype=torch.float32, with_z=False, with_state=False)
     compare_noncausal({k: v.double() for k, v in x.items()}, torch.device("cuda"), tol=1e-4, dt_softplus=True)
+
+
+@pytest.mark.parametrize("op", ["causal", "noncausal"])
+def test_triton_half_precision(op, triton_device):
+    # float16 on CPU too (the interpreter's bfloat16 tl.dot is broken; bfloat16 runs in the gpu tests).
+    x = ssd_inputs(2, 40, 4, 16, 16, groups=2, seed=39, with_z=op == "causal", with_state=op == "causal")
+    fn, kw = (ssd_causal, dict(chunk_size=16)) if op == "causal" else (ssd_noncausal, {})
+    ref_out, ref_g = run_with_grads(lambda **a: fn(**a, dt_softplus=True, backend="reference", **kw), x, lambda t: t)
+    cast = lambda t: t.to(triton_device, torch.float16 if t.dim() >= 3 else torch.float32)
+    with _alloc.poisoned_outputs():
+        out, g = run_with_grads(lambda **a: fn(**a, dt_softplus=True, backend="triton", **kw), x, cast)
+    assert out[0].dtype == torch.float16
+    assert rel_err(out[0], ref_out[0]) < 3e-3
+    for name, r in ref_g.items():
+        assert rel_err(g[name], r) < 3e-3, name
+
+
+@pytest.mark.gpu
+def test_triton_noncausal_bfloat16():
+    x = ssd_inputs(32, 784, 4, 64, 64, seed=40, dtype=torch.float32, with_z=False, with_state=False)
+    ref_out, ref_g = run_with_grads(lambda **a: ssd_noncausal(**a, dt_softplus=True, backend="reference"), x,
+                                    lambda t: t.cuda().double())
+    cast = lambda t: t.cuda().to(torch.bfloat16) if t.dim() >= 3 else t.cuda()
+    out, g = run_with_grads(lambda **a: ssd_noncausal(**a, dt_softplus=True, backend="triton"), x, cast)
+    assert out[0].dtype == torch.bfloat16
+    assert rel_err(out[0], ref_out[0]) < 2e-2
+    for name, r in ref_g.items():
+        assert rel_err(g[name], r) < 5e-2, name
