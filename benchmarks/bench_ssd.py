@@ -7,7 +7,8 @@ Shapes are (batch, L, heads, headdim, N), one B/C group. Config: D skip (per hea
 forward+backward. mamba_ssm is timed at chunk 64, then at 256 when time allows; the faster is ``base``.
 fla gets the SSD mapped onto gated linear attention outside the timed region (q = C and k = B expanded to heads,
 v = x * dt, g = dt * A, scale 1), so its times leave out that mapping and the D skip. The non-causal op (VSSD) is
-timed against its matmul form in the input dtype (what VSSD's code runs) at VSSD-T's stage shapes, batch 128.
+timed against its matmul form in the input dtype (what VSSD's code runs) at VSSD-T's stage shapes, batch 128;
+HSM-SSD (EfficientViM) likewise at EfficientViM-M3's stage shapes, batch 256.
 ``--sweep`` also times launch configurations of ours (VISIONSSM_SSD_CFG). ``--budget`` seconds bounds the run:
 optional phases are skipped past it, and the JSON is rewritten after every step, so a run cut short keeps what it
 measured. Writes benchmarks/results/ssd_<gpu>.json.
@@ -31,13 +32,15 @@ import torch.nn.functional as F
 import triton
 from triton.testing import do_bench
 
-from visionssm.ops.ssd import ssd_causal, ssd_noncausal
-from visionssm.ops.ssd.chunked import ssd_noncausal_matmul
+from visionssm.ops.ssd import hsm_ssd, ssd_causal, ssd_noncausal
+from visionssm.ops.ssd.chunked import hsm_ssd_matmul, ssd_noncausal_matmul
 
 SHAPES = [(64, 197, 12, 64, 64), (8, 6085, 12, 64, 64)]
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 ROOT = Path(__file__).resolve().parents[1]
+DEVICE = "cuda"
 NC_SHAPES = [(128, 3136, 2, 64, 64), (128, 784, 4, 64, 64), (128, 196, 8, 64, 64)]  # VSSD-T stages 1-3
+HSM_SHAPES = [(256, 224, 196, 49), (256, 320, 49, 25), (256, 512, 16, 9)]  # EfficientViM-M3 stages (B, dim, L, N)
 SWEEP = ["64,4,8,512", "64,8,8,512", "64,4,4,512", "32,4,4,512", "32,4,8,512", "64,4,8,256", "64,4,8,1024"]
 
 
@@ -81,17 +84,25 @@ def load_fla():
 
 
 def make_inputs(batch, length, heads, headdim, nstate, dtype, with_z, seed=0):
-    g = torch.Generator(device="cuda").manual_seed(seed)
-    r = lambda *s, dt=dtype: torch.randn(*s, generator=g, device="cuda", dtype=torch.float32).to(dt)
+    g = torch.Generator(device=DEVICE).manual_seed(seed)
+    r = lambda *s, dt=dtype: torch.randn(*s, generator=g, device=DEVICE, dtype=torch.float32).to(dt)
     x = dict(
         x=r(batch, length, heads, headdim), dt=(r(batch, length, heads, dt=torch.float32) * 0.5 - 1).to(dtype),
-        A=-(torch.rand(heads, generator=g, device="cuda") * 4 + 0.5),
+        A=-(torch.rand(heads, generator=g, device=DEVICE) * 4 + 0.5),
         B=r(batch, length, 1, nstate), C=r(batch, length, 1, nstate), D=r(heads, dt=torch.float32),
         dt_bias=r(heads, dt=torch.float32) * 0.5,
     )
     if with_z:
         x["z"] = r(batch, length, heads, headdim)
     return x
+
+
+def make_hsm_inputs(batch, dim, length, nstate, dtype, seed=0):
+    g = torch.Generator(device=DEVICE).manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g, device=DEVICE).to(dtype)
+    return dict(x=r(batch, dim, length), dt=r(batch, nstate, length), B=r(batch, nstate, length),
+                C=r(batch, nstate, length), W_hz=r(2 * dim, dim) / dim**0.5, W_out=r(dim, dim) / dim**0.5,
+                D=torch.ones(1, device=DEVICE), A=torch.rand(nstate, generator=g, device=DEVICE) * 15 + 1)
 
 
 def fla_inputs(x):
@@ -139,7 +150,7 @@ def main():
     p.add_argument("--z", action="store_true", help="with the silu(z) gate")
     p.add_argument("--sweep", action="store_true", help="also time launch configurations of ours")
     p.add_argument("--torch", action="store_true", help="also time our pure-PyTorch path")
-    p.add_argument("--no-noncausal", action="store_true", help="skip the non-causal (VSSD) timings")
+    p.add_argument("--no-noncausal", action="store_true", help="skip the non-causal (VSSD) and HSM timings")
     p.add_argument("--budget", type=float, default=1e9,
                    help="seconds; later phases (fla, non-causal, mamba chunk 256, sweep) are skipped past it")
     p.add_argument("--out", default=None)
@@ -165,7 +176,8 @@ def main():
         "fla": "fla chunk_simple_gla (inputs pre-mapped, no D skip)" if fla else None,
         "config": "D per head, dt_bias, softplus" + (", z gate" if a.z else "") + "; 1 group; ours chunk 64",
         "records": [], "noncausal": "ours (Triton) vs base = matmul form in the input dtype (VSSD's code path)",
-        "noncausal_records": [], "skipped": [],
+        "noncausal_records": [], "hsm": "ours (Triton state build + cuBLAS) vs base = matmul form in the input dtype",
+        "hsm_records": [], "skipped": [],
     }
 
     def save():
@@ -216,6 +228,18 @@ def main():
                 del x
                 torch.cuda.empty_cache()
                 save()
+    if phase("hsm", not a.no_noncausal):
+        for batch, dim, length, nstate in HSM_SHAPES:
+            x = make_hsm_inputs(batch, dim, length, nstate, dtype)
+            h_ours = lambda **k: hsm_ssd(**k, backend="triton")[0]
+            h_base = lambda **k: hsm_ssd_matmul(**k, dtype=k["x"].dtype)[0]
+            rec = {"shape": [batch, dim, length, nstate], "dtype": a.dtype,
+                   "rel_diff_vs_base": rel_diff(h_ours(**x), h_base(**x))}
+            for mode, bwd in (("fwd", False), ("fwdbwd", True)):
+                rec[f"ours_{mode}_ms"] = time_fn(h_ours, x, bwd)
+                rec[f"base_{mode}_ms"] = time_fn(h_base, x, bwd)
+            result["hsm_records"].append(rec)
+            save()
     if a.torch and phase("torch path"):
         for shape, x in inputs.items():
             for mode, bwd in (("fwd", False), ("fwdbwd", True)):
@@ -245,6 +269,9 @@ def main():
             print(f"   cfg {cfg:<16} fwd {t['fwd_ms']:.3f}  fwd+bwd {t['fwdbwd_ms']:.3f}")
     for r in result["noncausal_records"]:
         print(f"non-causal {str(tuple(r['shape'])):<24} fwd {r['ours_fwd_ms']:.3f} vs matmul {r['base_fwd_ms']:.3f}"
+              f" | fwd+bwd {r['ours_fwdbwd_ms']:.3f} vs matmul {r['base_fwdbwd_ms']:.3f}")
+    for r in result["hsm_records"]:
+        print(f"hsm {str(tuple(r['shape'])):<31} fwd {r['ours_fwd_ms']:.3f} vs matmul {r['base_fwd_ms']:.3f}"
               f" | fwd+bwd {r['ours_fwdbwd_ms']:.3f} vs matmul {r['base_fwdbwd_ms']:.3f}")
     if result["skipped"]:
         print("skipped (time budget):", ", ".join(result["skipped"]))
