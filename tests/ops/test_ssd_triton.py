@@ -112,7 +112,7 @@ def test_triton_long_sequence_vs_chunked():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dtype", [torch.bfloat16])
 def test_triton_low_precision(dtype):
     x = ssd_inputs(16, 197, 12, 64, 64, seed=36, dtype=torch.float32)
     kw = dict(chunk_size=64, dt_softplus=True)
@@ -161,7 +161,7 @@ def test_triton_noncausal_split_reduction(triton_device):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("shape", [(32, 3136, 2, 64, 64), (64, 196, 8, 64, 64)])
+@pytest.mark.parametrize("shape", [(16, 3136, 2, 64, 64), (64, 196, 8, 64, 64)])
 def test_triton_noncausal_real_sizes(shape):
     x = ssd_inputs(*shape, seed=37, dtype=torch.float32, with_z=False, with_state=False)
     compare_noncausal({k: v.double() for k, v in x.items()}, torch.device("cuda"), tol=1e-4, dt_softplus=True)
