@@ -51,7 +51,7 @@ class _TritonSSDCausal(torch.autograd.Function):
         f32 = dict(dtype=torch.float32, device=dev)
         y = _alloc.empty(batch, length, heads, headdim, dtype=x.dtype, device=dev)
         last = _alloc.empty(batch, heads, headdim, nstate, **f32)
-        states = _alloc.empty(batch * heads, n_chunks, headdim, nstate, **f32) if save else last
+        states = _alloc.empty(batch * heads, n_chunks, headdim, nstate, dtype=x.dtype, device=dev) if save else last
         seg_end = _alloc.empty(batch * heads, n_seg, headdim, nstate, **f32) if n_seg > 1 else last
         seg_sum = _alloc.empty(batch * heads, n_seg, **f32) if n_seg > 1 else last
         opt = lambda t: t if t is not None else y

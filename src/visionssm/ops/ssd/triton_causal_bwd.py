@@ -38,7 +38,7 @@ def ssd_causal_bwd_kernel(
 ):
     # dx, dz: like x (contiguous); ddt: like dt (contiguous); dB, dC: (batch, L, groups, N) float32 contiguous,
     # zero-filled when several heads share a group;
-    # dlast, dh0, states, seg_dend, seg_sum: float32 as in the forward.
+    # dlast, dh0, seg_dend, seg_sum: float32; states as saved by the forward (x's dtype).
     pid_bh = tl.program_id(0)
     pid_s = tl.program_id(1)
     b = pid_bh // heads
@@ -116,7 +116,7 @@ def ssd_causal_bwd_kernel(
             x = tl.load(x_base + t[:, None] * s_xl + p[None, :] * s_xp, mask=tp_ok, other=0.0)
             xf = x.to(tl.float32)
             Bm = tl.load(B_base + t[:, None] * s_Bl + n[None, :] * s_Bn, mask=tn_ok, other=0.0)
-            S_in = tl.load(states_ptr + (pid_bh * n_chunks + c) * PN + pn, mask=pn_ok, other=0.0)
+            S_in = tl.load(states_ptr + (pid_bh * n_chunks + c) * PN + pn, mask=pn_ok, other=0.0).to(tl.float32)
             # 1. Share in the leaving state S_out = exp(cs_last) S_in + sum_j exp(cs_last - cs_j) dt_j x_j B_j^T.
             wdt = tl.exp(cs_last - cs) * dt
             U = _dot(Bm, tl.trans(dS), DT, PRECISION)  # (Q, P)

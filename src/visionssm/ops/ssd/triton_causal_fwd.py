@@ -39,8 +39,9 @@ def ssd_causal_fwd_kernel(
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr, SAVE_STATES: tl.constexpr,
     CHUNK: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    # Float32 buffers, contiguous: h0, last (batch*heads, P, N); states (batch*heads, n_chunks, P, N);
-    # seg_end (batch*heads, n_seg, P, N); seg_sum (batch*heads, n_seg).
+    # Float32 buffers, contiguous: h0, last (batch*heads, P, N); seg_end (batch*heads, n_seg, P, N);
+    # seg_sum (batch*heads, n_seg). states (batch*heads, n_chunks, P, N) in x's dtype: the readout's dot already
+    # rounds the state to it, and it halves the largest saved tensor for 16-bit inputs.
     pid_bh = tl.program_id(0)
     pid_s = tl.program_id(1)
     b = pid_bh // heads
@@ -97,7 +98,8 @@ def ssd_causal_fwd_kernel(
         Bm = tl.load(B_base + t[:, None] * s_Bl + n[None, :] * s_Bn, mask=tn_ok, other=0.0)
         if MODE == 0:
             if SAVE_STATES:
-                tl.store(states_ptr + (pid_bh * n_chunks + c) * PN + pn, state, mask=pn_ok)
+                tl.store(states_ptr + (pid_bh * n_chunks + c) * PN + pn, state.to(states_ptr.dtype.element_ty),
+                         mask=pn_ok)
             Cm = tl.load(C_base + t[:, None] * s_Cl + n[None, :] * s_Cn, mask=tn_ok, other=0.0)
             CB = tl.dot(Cm, tl.trans(Bm), input_precision=PRECISION)
             decay = tl.exp(tl.where(causal, cs[:, None] - cs[None, :], float("-inf")))
