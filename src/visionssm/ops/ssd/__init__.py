@@ -17,6 +17,8 @@ FLOPs (recorded with ``visionssm.ops._flops``; 2 per multiply-add like torch's F
 causal = 9*B*L*H*P*N (the scan convention of DESIGN.md) + B*L*H*P per D and per z;
 non-causal = 4*B*L*H*P*N (state build + readout) + B*L*H*P (weights) + B*L*H*P (D);
 HSM = 4*B*dim*L*N (state build + readout) + 6*B*N*dim*inner (the two mixing matmuls).
+The torch paths (and HSM's cuBLAS part) are aten matmuls that FlopCounterMode sees too: a counter that adds these
+numbers must swap the op for a shape-only stand-in (as train/summary.py does for the selective scan).
 """
 
 from __future__ import annotations
