@@ -113,7 +113,8 @@ def ssd_noncausal_matmul(
 ):
     """state = (w B)^T x per head (one matmul per group with heads side by side), y = C state + D x.
 
-    ``dtype`` None computes in float32 or wider; the GPU path passes x's dtype (tensor cores, fp32 accumulation)."""
+    ``dtype`` None computes in float32 or wider; x's dtype gives VSSD's own (AMP) computation, the benchmark's
+    baseline for the Triton path."""
     out_dtype = x.dtype
     dtype = dtype or compute_dtype(x)
     groups = B.shape[2]
