@@ -251,3 +251,25 @@ def test_triton_hsm_real_sizes(dtype):
     for name, r in ref_g.items():
         if name != "A":
             assert rel_err(g[name], r) <= 2 * tol, name
+
+
+def test_triton_noncausal_channels_first_views(triton_device):
+    # VSSD's layer splits x, B, C out of a channels-first conv output: token stride 1, channel stride H*W.
+    batch, hw, heads, headdim, nstate = 2, 23, 2, 3, 4
+    g = torch.Generator().manual_seed(43)
+    conv = torch.randn(batch, heads * headdim + 2 * nstate, hw, generator=g, dtype=torch.float64)
+    dt = torch.randn(batch, hw, heads, generator=g, dtype=torch.float64)
+    A, D = torch.rand(heads, generator=g, dtype=torch.float64), torch.randn(heads, generator=g, dtype=torch.float64)
+    cot = torch.randn(batch, hw, heads, headdim, generator=g, dtype=torch.float64)
+
+    def run(conv, backend):
+        x, B, C = conv.transpose(1, 2).split([heads * headdim, nstate, nstate], dim=-1)
+        y = ssd_noncausal(x.unflatten(-1, (heads, headdim)), dt.to(conv), A.to(conv), B[:, :, None], C[:, :, None],
+                          D=D.to(conv), dt_softplus=True, backend=backend)
+        return y, torch.autograd.grad((y * cot.to(y)).sum(), [conv])[0]
+
+    y_ref, g_ref = run(conv.clone().requires_grad_(True), "reference")
+    with _alloc.poisoned_outputs():
+        y, grad = run(conv.to(triton_device, torch.float32).requires_grad_(True), "triton")
+    assert rel_err(y, y_ref) < 2e-5
+    assert rel_err(grad, g_ref) < 2e-5

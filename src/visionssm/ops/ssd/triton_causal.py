@@ -100,18 +100,13 @@ class _TritonSSDCausal(torch.autograd.Function):
         seg_dend = _alloc.empty(batch * heads, n_seg, headdim, nstate, **f32) if n_seg > 1 else dA
         seg_sum = _alloc.empty(batch * heads, n_seg, **f32) if n_seg > 1 else dA
         dlast = dlast.float().contiguous() if dlast is not None else None
-        # dx and dz are written with x's and z's strides; keep the incoming gradient's own strides.
         opt = lambda t: t if t is not None else dA
         zs = z.stride() if z is not None else (0, 0, 0, 0)
-        if dx.stride() != x.stride() or (z is not None and dz.stride() != z.stride()):
-            x, z = x.contiguous(), z.contiguous() if z is not None else None
-            zs = z.stride() if z is not None else zs
-        dt_c = dt if dt.stride() == ddt.stride() else dt.contiguous()
         args = (
-            x, dt_c, A, B, C, opt(D), opt(z), opt(dt_bias), dout, opt(dlast), states, seg_dend, seg_sum,
+            x, dt, A, B, C, opt(D), opt(z), opt(dt_bias), dout, opt(dlast), states, seg_dend, seg_sum,
             dx, ddt, dA, dBg, dCg, opt(dD), opt(dz), opt(dbias), opt(dh0),
             length, heads, heads // groups, headdim, nstate, n_chunks, seg_chunks, n_seg,
-            *x.stride(), *dt_c.stride(), *B.stride(), *C.stride(), *zs, *dout.stride(),
+            *x.stride(), *dt.stride(), *B.stride(), *C.stride(), *zs, *dout.stride(),
         )
         flags = dict(
             HAS_D=D is not None, D_PER_CHANNEL=D is not None and D.dim() == 2, HAS_Z=z is not None,

@@ -36,7 +36,7 @@ def ssd_causal_bwd_kernel(
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr, HAS_DLAST: tl.constexpr,
     CHUNK: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    # dx, dz: like x (contiguous); ddt: like dt (contiguous); dB, dC: (batch, L, groups, N) float32 contiguous,
+    # dx, dz (batch, L, heads, P) and ddt (batch, L, heads) contiguous; dB, dC: (batch, L, groups, N) float32,
     # zero-filled when several heads share a group;
     # dlast, dh0, seg_dend, seg_sum: float32; states as saved by the forward (x's dtype).
     pid_bh = tl.program_id(0)
@@ -153,7 +153,7 @@ def ssd_causal_bwd_kernel(
                     else:
                         y_pre += Dv * xf
                 dz = dout * sig * (1.0 + zt * (1.0 - sig)) * y_pre
-                tl.store(dz_ptr + b * s_zb + h * s_zh + t[:, None] * s_zl + p[None, :] * s_zp,
+                tl.store(dz_ptr + ((b * L + t[:, None]) * heads + h) * headdim + p[None, :],
                          dz.to(dz_ptr.dtype.element_ty), mask=tp_ok)
             # Log-decay a_k feeds cs_i for all i >= k (and cs_last).
             da = tl.cumsum(dcs, 0, reverse=True) + dcs_last
@@ -170,9 +170,9 @@ def ssd_causal_bwd_kernel(
                 ddt = ddt * tl.where(raw > 20.0, 1.0, tl.sigmoid(raw))
             ddt = tl.where(t_ok, ddt, 0.0)
             dbias_acc += tl.sum(ddt, 0)
-            tl.store(dx_ptr + b * s_xb + h * s_xh + t[:, None] * s_xl + p[None, :] * s_xp,
+            tl.store(dx_ptr + ((b * L + t[:, None]) * heads + h) * headdim + p[None, :],
                      dx.to(dx_ptr.dtype.element_ty), mask=tp_ok)
-            tl.store(ddt_ptr + b * s_tb + h * s_th + t * s_tl, ddt.to(ddt_ptr.dtype.element_ty), mask=t_ok)
+            tl.store(ddt_ptr + (b * L + t) * heads + h, ddt.to(ddt_ptr.dtype.element_ty), mask=t_ok)
             groups = heads // rep
             bgn = ((b * L + t[:, None]) * groups + g) * nstate + n[None, :]
             if rep == 1:

@@ -123,7 +123,8 @@ def nc_bwd_kernel(
     INTERLEAVED: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    # dx like x and ddt like dt (same strides); dB, dC (batch, L, groups, N) float32, zero-filled when rep > 1.
+    # dx (batch, L, heads, P), ddt (batch, L, heads) contiguous; dB, dC (batch, L, groups, N) float32, zero-filled
+    # when rep > 1.
     pid_bh = tl.program_id(0)
     pid_l = tl.program_id(1)
     b = pid_bh // heads
@@ -171,9 +172,9 @@ def nc_bwd_kernel(
     ddt = tl.where(t_ok, ddt, 0.0)
     if HAS_BIAS:
         tl.atomic_add(dbias_ptr + h, tl.sum(ddt, 0))
-    tl.store(dx_ptr + b * s_xb + h * s_xh + t[:, None] * s_xl + p[None, :] * s_xp, dx.to(dx_ptr.dtype.element_ty),
+    tl.store(dx_ptr + ((b * L + t[:, None]) * heads + h) * headdim + p[None, :], dx.to(dx_ptr.dtype.element_ty),
              mask=tp_ok)
-    tl.store(ddt_ptr + b * s_tb + h * s_th + t * s_tl, ddt.to(ddt_ptr.dtype.element_ty), mask=t_ok)
+    tl.store(ddt_ptr + (b * L + t) * heads + h, ddt.to(ddt_ptr.dtype.element_ty), mask=t_ok)
     bgn = ((b * L + t[:, None]) * groups + g) * nstate + n[None, :]
     if rep == 1:
         tl.store(dB_ptr + bgn, dB, mask=tn_ok)
@@ -237,10 +238,8 @@ class _TritonSSDNonCausal(torch.autograd.Function):
         f32 = dict(dtype=torch.float32, device=x.device)
         dS = torch.zeros(batch * heads, headdim, nstate, **f32)
         _reduce(dy, dt, A, None, C, dS, False, softplus, interleaved)
-        x = x if x.is_contiguous() else x.contiguous()  # dx is written with x's strides
-        dt = dt if dt.is_contiguous() else dt.contiguous()
-        dx = _alloc.empty_like(x)
-        ddt = _alloc.empty_like(dt)
+        dx = _alloc.empty(*x.shape, dtype=x.dtype, device=x.device)
+        ddt = _alloc.empty(*dt.shape, dtype=dt.dtype, device=dt.device)
         rep = heads // groups
         bc = (lambda *s: torch.zeros(*s, **f32)) if rep > 1 else (lambda *s: _alloc.empty(*s, **f32))
         dB, dC = bc(batch, length, groups, nstate), bc(batch, length, groups, nstate)
