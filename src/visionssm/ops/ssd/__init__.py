@@ -13,7 +13,8 @@ Backends: ``"reference"`` (closed forms, float64-capable), ``"torch"`` (chunked 
 broadcast in registers (the matmul form makes ~7 passes over x-sized tensors). HSM-SSD's Triton path fuses the
 token softmax, a*B and the contraction with x; its N-column mixing and readout are weight GEMMs left to cuBLAS.
 
-FLOPs (recorded with ``visionssm.ops._flops``; 2 per multiply-add like torch's FlopCounterMode):
+FLOPs (recorded with ``visionssm.ops._flops``; 2 per multiply-add like torch's FlopCounterMode; the formulas are
+:func:`causal_flops`, :func:`noncausal_flops`, :func:`hsm_flops`):
 causal = 9*B*L*H*P*N (the scan convention of DESIGN.md) + B*L*H*P per D and per z;
 non-causal = 4*B*L*H*P*N (state build + readout) + B*L*H*P (weights) + B*L*H*P (D);
 HSM = 4*B*dim*L*N (state build + readout) + 6*B*N*dim*inner (the two mixing matmuls).
@@ -35,7 +36,7 @@ BACKENDS = ("reference", "torch", "triton")
 
 __all__ = [
     "ssd_causal", "ssd_noncausal", "hsm_ssd", "ssd_causal_reference", "ssd_noncausal_reference", "hsm_ssd_reference",
-    "BACKENDS", "resolve_backend",
+    "BACKENDS", "resolve_backend", "causal_flops", "noncausal_flops", "hsm_flops",
 ]
 
 
@@ -56,6 +57,20 @@ def resolve_backend(backend: str | None, device: torch.device, op: str = "ssd") 
     if backend not in BACKENDS:
         raise ValueError(f"{op}: unknown backend {backend!r}; choose one of {BACKENDS}")
     return backend
+
+
+def causal_flops(batch, length, heads, headdim, nstate, has_d=False, has_z=False) -> int:
+    elems = batch * length * heads * headdim
+    return 9 * elems * nstate + elems * (int(has_d) + int(has_z))
+
+
+def noncausal_flops(batch, length, heads, headdim, nstate, has_d=False) -> int:
+    elems = batch * length * heads * headdim
+    return 4 * elems * nstate + elems * (1 + int(has_d))
+
+
+def hsm_flops(batch, dim, length, nstate, inner) -> int:
+    return 4 * batch * dim * length * nstate + 6 * batch * nstate * dim * inner
 
 
 def _shape(t) -> tuple:
@@ -117,8 +132,7 @@ def ssd_causal(
         )
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"{op}: chunk_size must be a positive int, got {chunk_size!r}")
-    elems = batch * length * heads * headdim
-    _flops.add(op, 9 * elems * nstate + elems * ((D is not None) + (z is not None)))
+    _flops.add(op, causal_flops(batch, length, heads, headdim, nstate, D is not None, z is not None))
     which = resolve_backend(backend, x.device, op)
     kw = dict(D=D, z=z, dt_bias=dt_bias, dt_softplus=dt_softplus, initial_state=initial_state,
               return_last_state=return_last_state)
@@ -151,8 +165,7 @@ def ssd_noncausal(
     """
     op = "ssd_noncausal"
     _check_ssd(op, x, dt, A, B, C, D, dt_bias)
-    elems = x.numel()
-    _flops.add(op, 4 * elems * B.shape[3] + elems + (elems if D is not None else 0))
+    _flops.add(op, noncausal_flops(*x.shape, B.shape[3], D is not None))
     which = resolve_backend(backend, x.device, op)
     kw = dict(D=D, dt_bias=dt_bias, dt_softplus=dt_softplus, interleaved=interleaved)
     if which == "reference":
@@ -199,7 +212,7 @@ def hsm_ssd(
         raise ValueError(f"{op}: D must hold one scalar, got shape {_shape(D)}")
     if A is not None and _shape(A) != (nstate,):
         raise ValueError(f"{op}: A must be (N={nstate},), got {_shape(A)}")
-    _flops.add(op, 4 * batch * dim * length * nstate + 6 * batch * nstate * dim * inner)
+    _flops.add(op, hsm_flops(batch, dim, length, nstate, inner))
     which = resolve_backend(backend, x.device, op)
     if which == "reference":
         return hsm_ssd_reference(x, dt, B, C, W_hz, W_out, D.reshape(1), A)
