@@ -12,6 +12,6 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
 timeout 125 python3 benchmarks/bench_ssd.py --sweep --budget 50 "$@" 2>&1 | grep -v Warning | log bench_ssd.txt
 [ -n "${OUT:-}" ] && cp benchmarks/results/ssd_*.json "$OUT/" 2>/dev/null
-timeout 65 python3 -m pytest tests/ops/test_ssd_triton.py tests/ops/test_ssd_torch.py -m gpu -q -p no:cacheprovider \
-  2>&1 | tail -15 | log gpu_ssd_tests.txt
+timeout 65 python3 -m pytest tests/ops/test_ssd_triton.py tests/ops/test_ssd_torch.py -m gpu -v -p no:cacheprovider \
+  2>&1 | grep -E "PASSED|FAILED|ERROR|Error|assert|passed|failed" | tail -30 | log gpu_ssd_tests.txt
 true
