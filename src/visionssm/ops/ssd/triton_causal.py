@@ -14,14 +14,19 @@ from .triton_causal_fwd import ssd_causal_fwd_kernel
 _TARGET_PROGRAMS = 512  # (batch, head, segment) programs wanted to fill a large GPU
 
 
-def launch_config(batch: int, heads: int, length: int, chunk_size: int):
+def launch_config(batch: int, heads: int, length: int, chunk_size: int, headdim: int = 64, nstate: int = 64):
     """(CHUNK, n_chunks, seg_chunks, n_seg, fwd_warps, bwd_warps).
 
     CHUNK: chunk_size rounded down to a power of two in [16, 32]. The fused kernels hold a chunk's (Q, Q) score
     tiles next to (Q, headdim) and (headdim, N) tiles; compiled for sm_90 at headdim = N = 64, the backward at
     Q = 64 spills ~1 KB per thread to local memory at any warp count, at Q = 32 about 0.1 KB (cuobjdump -res-usage).
+    Larger states (headdim * N > 64 * 64) take Q = 16 and 8 forward warps (at headdim = N = 128 the backward's
+    shared memory is then 176 KB instead of 192 KB, and spills halve).
     ``VISIONSSM_SSD_CFG=chunk,fwd_warps,bwd_warps,target_programs`` overrides (for sweeps; chunk up to 64)."""
     chunk, fwd_warps, bwd_warps, target = min(32, max(16, chunk_size)), 4, 8, _TARGET_PROGRAMS
+    bp, bn = _blocks(headdim, nstate)
+    if bp * bn > 64 * 64:
+        chunk, fwd_warps = 16, 8
     if os.environ.get("VISIONSSM_SSD_CFG"):
         chunk, fwd_warps, bwd_warps, target = (int(v) for v in os.environ["VISIONSSM_SSD_CFG"].split(","))
     chunk = 1 << (chunk.bit_length() - 1)
@@ -45,7 +50,8 @@ class _TritonSSDCausal(torch.autograd.Function):
     def forward(ctx, x, dt, A, B, C, D, z, dt_bias, h0, softplus: bool, chunk_size: int, save: bool):
         batch, length, heads, headdim = x.shape
         groups, nstate = B.shape[2], B.shape[3]
-        chunk, n_chunks, seg_chunks, n_seg, fwd_warps, bwd_warps = launch_config(batch, heads, length, chunk_size)
+        chunk, n_chunks, seg_chunks, n_seg, fwd_warps, bwd_warps = launch_config(
+            batch, heads, length, chunk_size, headdim, nstate)
         bp, bn = _blocks(headdim, nstate)
         dev = x.device
         f32 = dict(dtype=torch.float32, device=dev)
