@@ -10,8 +10,9 @@ Layouts: x ``(batch, L, heads, headdim)``, dt ``(batch, L, heads)``, A ``(heads,
 Backends: ``"reference"`` (closed forms, float64-capable), ``"torch"`` (chunked / matmul, float32 or wider),
 ``"triton"`` (GPU). ``backend=None`` picks ``"triton"`` for CUDA tensors when Triton imports, else ``"torch"``;
 ``VISIONSSM_BACKEND`` overrides. The non-causal op has Triton kernels that keep the weighting, D skip and group
-broadcast in registers (the matmul form makes ~7 passes over x-sized tensors). HSM-SSD's Triton path fuses the
-token softmax, a*B and the contraction with x; its N-column mixing and readout are weight GEMMs left to cuBLAS.
+broadcast in registers (the matmul form reads or writes x-sized tensors ~9 times, the kernels 3). HSM-SSD's
+Triton path fuses the token softmax, a*B and the contraction with x; its N-column mixing and readout are weight
+GEMMs left to cuBLAS.
 
 FLOPs (recorded with ``visionssm.ops._flops``; 2 per multiply-add like torch's FlopCounterMode; the formulas are
 :func:`causal_flops`, :func:`noncausal_flops`, :func:`hsm_flops`):

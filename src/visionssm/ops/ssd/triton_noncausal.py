@@ -1,8 +1,8 @@
 """Triton non-causal SSD (VSSD): per head state S = sum_j w_j x_j B_j^T (headdim, N), y = C S^T + D x.
 
-Why kernels and not just two cuBLAS matmuls: the matmul path also materialises w*x, C S^T and D x as separate
-passes over (batch, L, heads, headdim) tensors (about 7 such passes forward); here the weighting, the skip and the
-group broadcast happen in registers, so the forward reads x twice and writes y once.
+Why kernels and not just two cuBLAS matmuls: the matmul form also materialises w*x, C S^T and D x, reading or
+writing (batch, L, heads, headdim) tensors about 9 times forward. Here the weighting, the skip and the group
+broadcast happen in registers: the forward reads x twice and writes y once.
 Forward: a reduction kernel (programs over (batch*head, L-split), float32 atomics into S) and a readout kernel
 over L tiles. Backward: the same reduction gives dS = sum_i dy_i^T C_i, then one kernel over L tiles forms dx,
 d(dt), dB, dC and the per-head sums dA, dD, d(dt_bias).
