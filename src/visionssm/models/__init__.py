@@ -1,6 +1,7 @@
 """timm-registered model families; importing this module registers them with timm."""
 
-from . import vim
+from . import efficientvim, vim
+from .efficientvim import EfficientViM
 from .vim import VisionMamba
 
-__all__ = ["VisionMamba", "vim"]
+__all__ = ["EfficientViM", "VisionMamba", "efficientvim", "vim"]
