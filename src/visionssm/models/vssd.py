@@ -221,7 +221,8 @@ class VSSD(nn.Module):
                 raise ValueError(f"VSSD: global_pool must be 'avg' or '', got {global_pool!r}")
             self.global_pool = global_pool
         self.num_classes = num_classes
-        dd = dict(device=self.norm.weight.device, dtype=self.norm.weight.dtype)
+        ref = next(self.parameters())
+        dd = dict(device=ref.device, dtype=ref.dtype)
         self.head = nn.Linear(self.num_features, num_classes, **dd) if num_classes > 0 else nn.Identity()
 
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
