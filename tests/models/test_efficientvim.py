@@ -172,3 +172,23 @@ def test_misc_api():
     dist = tiny(distillation=True).train()
     dist.set_distilled_training(True)
     assert isinstance(dist(torch.randn(2, 3, 64, 64)), tuple)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["visionssm_efficientvim_m1", "visionssm_efficientvim_m4"])
+def test_gpu_full_size_backends_and_bf16(name):
+    """Real size on CUDA: default (triton) vs torch backend in fp32, bf16 autocast near fp32, finite grads."""
+    torch.manual_seed(0)
+    model = randomize_norms(timm.create_model(name)).cuda().eval()
+    torch_path = timm.create_model(name, backend="torch").cuda().eval()
+    torch_path.load_state_dict(model.state_dict())
+    x = torch.randn(8, 3, 224, 224, device="cuda")
+    with torch.no_grad():
+        y = model(x)
+        torch.testing.assert_close(y, torch_path(x), rtol=2e-3, atol=2e-3)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            y16 = model(x).float()
+    assert (y16 - y).abs().max() < 0.05 * y.abs().max() + 0.05
+    model.train()
+    model(x).square().mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

@@ -168,3 +168,22 @@ def test_misc_api():
     assert [f["module"] for f in model.feature_info] == ["layers.0", "layers.1", "layers.2", "layers.3"]
     with pytest.raises(ValueError, match="attn_type"):
         tiny(attn_types=("ncssd", "ncssd", "ncssd", "window"))
+
+
+@pytest.mark.gpu
+def test_gpu_vssd_tiny_backends_and_bf16():
+    """Real size on CUDA: default (triton) vs torch backend in fp32, bf16 autocast near fp32, finite grads."""
+    torch.manual_seed(0)
+    model = timm.create_model("vssd_tiny").cuda().eval()
+    torch_path = timm.create_model("vssd_tiny", backend="torch").cuda().eval()
+    torch_path.load_state_dict(model.state_dict())
+    x = torch.randn(8, 3, 224, 224, device="cuda")
+    with torch.no_grad():
+        y = model(x)
+        torch.testing.assert_close(y, torch_path(x), rtol=2e-3, atol=2e-3)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            y16 = model(x).float()
+    assert (y16 - y).abs().max() < 0.05 * y.abs().max() + 0.05
+    model.train()
+    model(x).square().mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
