@@ -4,6 +4,8 @@ Lee et al., "EfficientViM: Efficient Vision Mamba with Hidden State Mixer based 
 CVPR 2025 (arXiv 2411.15241). Spec: /work/shared/specs/ssd_efficient_family.md §2.
 official: mlvlab/EfficientViM : classification/models/EfficientViM.py, classification/models/utils.py
 (module tree and state-dict keys kept; ``checkpoint_filter_fn`` only reshapes the LayerNorm params).
+Registered as ``visionssm_efficientvim_m{1..4}``: timm registers its own port (timm/models/efficientvim.py) as
+``efficientvim_m*``, with the same keys and forward contract; the tests check that both give the same logits.
 
 Quirks of the official model that are kept, so released weights give the released accuracy:
 - every sub-layer of a block is a convex interpolation ``x <- (1 - a) x + a f(x)``, ``a = sigmoid(alpha)``,
@@ -16,7 +18,8 @@ Quirks of the official model that are kept, so released weights give the release
 Differences (none change the computation or keys): grids need not be square (the official classification code
 takes H = W = sqrt(L); its detection copy passes H, W as we do); LayerNorms are ``nn.LayerNorm`` subclasses
 with (C,) params instead of (1, C, 1[, 1]); optional ``drop_path_rate`` applies DropPath to each sub-layer's
-update ``a (f(x) - x)`` (0 by default, as in the official model).
+update ``a (f(x) - x)`` and ``drop_rate`` is dropout on the pooled head inputs (both 0 by default: the official
+model has neither; timm's port has both).
 """
 
 from __future__ import annotations

@@ -177,7 +177,6 @@ class VSSD(nn.Module):
         ])
         self.feature_info = [dict(num_chs=dims[i], reduction=4 * 2**i, module=f"layers.{i}") for i in range(n)]
         self.norm = nn.LayerNorm(dims[-1], **dd)
-        self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(dims[-1], num_classes, **dd) if num_classes > 0 else nn.Identity()
         self.apply(self._init_weights)
 
@@ -237,7 +236,6 @@ class VSSD(nn.Module):
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         if self.global_pool == "avg":
             x = x.mean(dim=(1, 2))
-        x = self.head_drop(x)
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
