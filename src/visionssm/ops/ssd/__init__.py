@@ -9,8 +9,9 @@ Layouts: x ``(batch, L, heads, headdim)``, dt ``(batch, L, heads)``, A ``(heads,
 (head h reads group h // (heads/groups)); HSM-SSD keeps EfficientViM's channels-first ``(batch, dim, L)``.
 Backends: ``"reference"`` (closed forms, float64-capable), ``"torch"`` (chunked / matmul, float32 or wider),
 ``"triton"`` (GPU). ``backend=None`` picks ``"triton"`` for CUDA tensors when Triton imports, else ``"torch"``;
-``VISIONSSM_BACKEND`` overrides. For the non-causal and HSM ops the GPU path is cuBLAS matmuls in the input dtype:
-each is two matmuls around a small state, which is what a Triton kernel would compute too.
+``VISIONSSM_BACKEND`` overrides. The non-causal op has Triton kernels that keep the weighting, D skip and group
+broadcast in registers (the matmul form makes ~7 passes over x-sized tensors). HSM-SSD's GPU path is cuBLAS
+matmuls in the input dtype: its tensors are small (N <= 64 state columns) and the matmuls dominate.
 
 FLOPs (recorded with ``visionssm.ops._flops``; 2 per multiply-add like torch's FlopCounterMode):
 causal = 9*B*L*H*P*N (the scan convention of DESIGN.md) + B*L*H*P per D and per z;
@@ -156,7 +157,7 @@ def ssd_noncausal(
         return ssd_noncausal_reference(x, dt, A, B, C, **kw)
     if which == "torch":
         return ssd_noncausal_matmul(x, dt, A, B, C, **kw)
-    return ssd_noncausal_matmul(x, dt, A, B, C, **kw, dtype=x.dtype)
+    return _triton_op(op)(x, dt, A, B, C, **kw)
 
 
 def hsm_ssd(
@@ -210,7 +211,10 @@ def _triton_op(op: str):
     if not _triton_available():
         raise RuntimeError(f"{op}: backend='triton' needs Triton, which does not import here")
     try:
-        from .triton_causal import ssd_causal_triton
+        if op == "ssd_causal":
+            from .triton_causal import ssd_causal_triton as kernel
+        else:
+            from .triton_noncausal import ssd_noncausal_triton as kernel
     except ImportError as e:
         raise RuntimeError(f"{op}: backend='triton' is not available in this install ({e})") from e
-    return ssd_causal_triton
+    return kernel

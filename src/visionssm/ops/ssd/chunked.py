@@ -128,14 +128,14 @@ def ssd_noncausal_matmul(
 
 
 def hsm_ssd_matmul(x, dt, B, C, W_hz, W_out, D, A=None, dtype: torch.dtype | None = None):
-    """HSM-SSD as plain matmuls; the A offset is dropped because softmax over L cancels it (A still gets a
-    zero gradient so optimisers see it)."""
+    """HSM-SSD as plain matmuls. The A offset is added as in the official code: softmax over L cancels it, but
+    keeping it in the graph gives A a (zero) gradient, so DDP and optimisers see the parameter used."""
     out_dtype = x.dtype
     dtype = dtype or compute_dtype(x)
     wide = torch.promote_types(dtype, torch.float32)
     logits = dt.to(wide)
     if A is not None:
-        logits = logits + 0 * A.to(wide)[:, None]
+        logits = logits + A.to(wide)[:, None]
     aB = (torch.softmax(logits, dim=-1) * B.to(wide)).to(dtype)
     h = torch.matmul(x.to(dtype), aB.transpose(-1, -2))
     h1, g = torch.matmul(W_hz.to(dtype), h).chunk(2, dim=1)
