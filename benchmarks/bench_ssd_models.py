@@ -27,8 +27,9 @@ import torch
 import visionssm  # noqa: F401  (registers our models)
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+# "name@backend" pins the SSD op backend (default: triton on CUDA); the @torch rows time the float32 matmul paths
 OURS = ["visionssm_efficientvim_m1", "visionssm_efficientvim_m2", "visionssm_efficientvim_m3",
-        "visionssm_efficientvim_m4", "vssd_tiny"]
+        "visionssm_efficientvim_m4", "vssd_tiny", "visionssm_efficientvim_m1@torch", "vssd_tiny@torch"]
 # timm's own EfficientViM port (same architecture, plain PyTorch) and the efficient-model baselines of the issue
 BASE = ["efficientvim_m1", "efficientvim_m2", "efficientvim_m3", "efficientvim_m4",
         "efficientvit_m0", "efficientvit_m1", "efficientvit_m2", "efficientvit_m3", "efficientvit_m4",
@@ -85,8 +86,10 @@ def main():
               "warmup": a.warmup, "iters": a.iters}
     for kind, names in (("ours", a.ours), ("base", a.base)):
         for name in names:
+            arch, _, backend = name.partition("@")
+            kw = dict(backend=backend) if backend else {}
             try:
-                model = timm.create_model(name, pretrained=False).to(device).eval()
+                model = timm.create_model(arch, pretrained=False, **kw).to(device).eval()
             except Exception as e:  # a baseline missing from this timm version must not sink the run
                 print(f"skip {name}: {type(e).__name__}: {e}")
                 record[f"{kind}_{name}"] = {"error": f"{type(e).__name__}: {e}"}
