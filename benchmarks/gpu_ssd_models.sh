@@ -7,8 +7,8 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/src:${PYTHONPATH:-}
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, triton, timm; print(torch.__version__, triton.__version__, timm.__version__)"
-timeout 120 python3 -m pytest -m gpu -q -x -p no:cacheprovider tests/models/test_vssd.py tests/models/test_efficientvim.py \
+timeout 90 python3 -m pytest -m gpu -q -x -p no:cacheprovider tests/models/test_vssd.py tests/models/test_efficientvim.py \
   2>&1 | tail -15 | tee "$OUT/gpu_tests_ssd_models.txt"
-timeout 150 python3 benchmarks/bench_ssd_models.py --batch 256 --img-size 224 --dtype bf16 "$@" \
+timeout 200 python3 benchmarks/bench_ssd_models.py --batch 256 --img-size 224 --dtype bf16 "$@" \
   2>&1 | tee "$OUT/bench_ssd_models.txt"
 cp benchmarks/results/ssd_models_*.json "$OUT/" 2>/dev/null || true
