@@ -7,8 +7,6 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
-from timm.models.efficientvim import EfficientViM as TimmEfficientViM
-from timm.models.efficientvim import EfficientViMDistilled as TimmEfficientViMDistilled
 from timm.optim import create_optimizer_v2
 
 from visionssm.models.efficientvim import EfficientViM, checkpoint_filter_fn
@@ -66,8 +64,9 @@ def test_forward_shapes_two_resolutions():
 @pytest.mark.parametrize("distillation", [False, True])
 def test_equals_timm_port_on_the_same_weights(distillation):
     """timm's port (an independent implementation with the official key names) gives the same logits."""
+    port = pytest.importorskip("timm.models.efficientvim", reason="this timm has no EfficientViM port")
     ours = randomize_norms(tiny(distillation=distillation)).eval()
-    cls = TimmEfficientViMDistilled if distillation else TimmEfficientViM
+    cls = port.EfficientViMDistilled if distillation else port.EfficientViM
     theirs = cls(**TINY).eval()
     theirs.load_state_dict(checkpoint_filter_fn(ours.state_dict(), theirs), strict=True)
     x = torch.randn(2, 3, 64, 80)

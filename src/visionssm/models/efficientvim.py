@@ -37,6 +37,11 @@ from ..layers.hsm_ssd import HSMSSD
 __all__ = ["EfficientViM", "checkpoint_filter_fn"]
 
 
+def _given(dd: dict) -> dict:
+    """device/dtype for timm layers only when set: timm 1.0.9 (our minimum) layers do not take them."""
+    return {k: v for k, v in dd.items() if v is not None}
+
+
 class LayerNorm1d(nn.LayerNorm):
     """LayerNorm over the channels of (B, C, L)."""
 
@@ -67,7 +72,7 @@ class PatchMerging(nn.Module):
         self.conv = nn.Sequential(
             ConvNormAct(in_dim, hid, 1, act_layer=nn.ReLU, **dd),
             ConvNormAct(hid, hid, 3, 2, 1, groups=hid, act_layer=nn.ReLU, **dd),
-            SqueezeExcite(hid, 0.25, **dd),
+            SqueezeExcite(hid, 0.25, **_given(dd)),
             ConvNormAct(hid, out_dim, 1, **dd),
         )
         self.dwconv1 = ConvNormAct(in_dim, in_dim, 3, 1, 1, groups=in_dim, **dd)
@@ -187,7 +192,7 @@ class EfficientViM(nn.Module):
         self.feature_info = [dict(num_chs=embed_dim[i], reduction=16 * 2**i, module=f"stages.{i}") for i in range(n)]
         self.weights = nn.Parameter(torch.ones(n + 1, **dd))
         self.norm = nn.ModuleList([LayerNorm1d(d, eps=1e-5, **dd) for d in embed_dim] +
-                                  [LayerNorm2d(embed_dim[-1], eps=1e-5, **dd)])
+                                  [LayerNorm2d(embed_dim[-1], eps=1e-5, **_given(dd))])
         self.heads = self._make_heads(num_classes, **dd)
         if distillation:
             self.weights_dist = nn.Parameter(torch.ones(n + 1, **dd))

@@ -31,6 +31,11 @@ from ..layers.nc_ssd import NCSSD
 __all__ = ["VSSD", "checkpoint_filter_fn"]
 
 
+def _given(dd: dict) -> dict:
+    """device/dtype for timm layers only when set: timm 1.0.9 (our minimum) layers do not take them."""
+    return {k: v for k, v in dd.items() if v is not None}
+
+
 class Stem(nn.Module):
     """MLLA stem, /4: conv3x3 s2 BN ReLU -> x + [conv3x3 BN ReLU, conv3x3 BN] -> conv3x3 s2 (4C) BN ReLU -> 1x1 BN."""
 
@@ -99,7 +104,7 @@ class VSSDBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.cpe2 = nn.Conv2d(dim, dim, 3, padding=1, groups=dim, **dd)
         self.norm2 = nn.LayerNorm(dim, **dd)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU, drop=drop, **dd)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU, drop=drop, **_given(dd))
 
     @staticmethod
     def _cpe(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
