@@ -187,3 +187,16 @@ def test_gpu_vssd_tiny_backends_and_bf16():
     model.train()
     model(x).square().mean().backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_training_checkpoint_picks_the_better_recorded_weights():
+    """Swin-style 'best EMA' checkpoints hold both weight sets and both best accuracies (key typo as saved)."""
+    src, ema = tiny(seed=1), tiny(seed=2)
+    ckpt = {"model": src.state_dict(), "model_ema": ema.state_dict(), "max_accuracy": 83.1,
+            "max_accuray_ema": 83.6, "optimizer": {}, "epoch": 299}
+    dst = tiny(seed=3)
+    dst.load_state_dict(checkpoint_filter_fn(ckpt, dst), strict=True)
+    assert torch.equal(dst.layers[0].blocks[0].attn.in_proj.weight, ema.layers[0].blocks[0].attn.in_proj.weight)
+    ckpt["max_accuray_ema"] = 82.0
+    dst.load_state_dict(checkpoint_filter_fn(ckpt, dst), strict=True)
+    assert torch.equal(dst.layers[0].blocks[0].attn.in_proj.weight, src.layers[0].blocks[0].attn.in_proj.weight)

@@ -33,6 +33,7 @@ from timm.models._features import feature_take_indices
 
 from ..layers.conv_norm_act import ConvNormAct
 from ..layers.hsm_ssd import HSMSSD
+from ._training_ckpt import pick_state_dict
 
 __all__ = ["EfficientViM", "checkpoint_filter_fn"]
 
@@ -326,15 +327,12 @@ class EfficientViM(nn.Module):
 def checkpoint_filter_fn(state_dict: dict, model: EfficientViM) -> dict:
     """Official EfficientViM checkpoints, timm's ``efficientvim_*`` weights (same keys) or ours -> this model.
 
-    Unwraps {'model': ..., 'model_ema': ...} ('model_ema' preferred: per the timm port's note the EMA weights
-    give the paper's top-1) and a 'module.' prefix; reshapes the official LayerNorm1D/2D params (1, C, 1[, 1])
-    to (C,); drops heads the model does not have (classifier reset, or distillation heads on a plain model).
-    Other keys pass through so that ``load_state_dict(strict=True)`` reports real mismatches.
+    Unwraps a training checkpoint ('model_ema' unless the recorded accuracies favour 'model'; per the timm port's
+    note the EMA weights give the paper's top-1) and a 'module.' prefix; reshapes the official LayerNorm1D/2D
+    params (1, C, 1[, 1]) to (C,); drops heads the model does not have (classifier reset, or distillation heads on
+    a plain model). Other keys pass through so that ``load_state_dict(strict=True)`` reports real mismatches.
     """
-    for wrapper in ("model_ema", "model", "state_dict"):
-        if wrapper in state_dict and isinstance(state_dict[wrapper], dict):
-            state_dict = state_dict[wrapper]
-            break
+    state_dict = pick_state_dict(state_dict, prefer_ema=True)
     own = model.state_dict()
     out = {}
     for k, v in state_dict.items():

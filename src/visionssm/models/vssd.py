@@ -27,6 +27,7 @@ from timm.models._features import feature_take_indices
 
 from ..layers.conv_norm_act import ConvNormAct
 from ..layers.nc_ssd import NCSSD
+from ._training_ckpt import pick_state_dict
 
 __all__ = ["VSSD", "checkpoint_filter_fn"]
 
@@ -287,14 +288,13 @@ class VSSD(nn.Module):
 def checkpoint_filter_fn(state_dict: dict, model: VSSD) -> dict:
     """Official VSSD checkpoints (classification or the detection/segmentation backbone) or ours -> this model.
 
-    Unwraps {'model': ...} / {'state_dict': ...} (mmdet/mmseg) and the 'module.' and 'backbone.' prefixes; drops
-    the backbone's per-stage ``outnorm{i}`` and, when the model has none, the head; keys pass through otherwise,
-    so that ``load_state_dict(strict=True)`` reports real mismatches.
+    Unwraps a training checkpoint (of 'model' and 'model_ema' the one with the higher recorded best accuracy; the
+    README's Tiny/Small/Base files are "best EMA" checkpoints) or {'state_dict': ...} (mmdet/mmseg) and the
+    'module.' and 'backbone.' prefixes; drops the backbone's per-stage ``outnorm{i}``, decoder keys and, when the
+    model has none or another size, the head; other keys pass through, so that ``load_state_dict(strict=True)``
+    reports real mismatches.
     """
-    for wrapper in ("model", "model_ema", "state_dict"):
-        if wrapper in state_dict and isinstance(state_dict[wrapper], dict):
-            state_dict = state_dict[wrapper]
-            break
+    state_dict = pick_state_dict(state_dict)
     own = model.state_dict()
     out = {}
     for k, v in state_dict.items():
