@@ -200,3 +200,41 @@ def test_training_checkpoint_picks_the_better_recorded_weights():
     ckpt["max_accuray_ema"] = 82.0
     dst.load_state_dict(checkpoint_filter_fn(ckpt, dst), strict=True)
     assert torch.equal(dst.layers[0].blocks[0].attn.in_proj.weight, src.layers[0].blocks[0].attn.in_proj.weight)
+
+
+def test_load_training_checkpoint_reads_yacs_config_as_data(tmp_path, monkeypatch):
+    """Official .pth files pickle a yacs CfgNode; it comes back as an OrderedDict, other classes stay refused."""
+    import pickle
+    import sys
+    import types
+
+    from visionssm.models.vssd import load_training_checkpoint
+
+    class CfgNode(dict):  # what yacs pickles: a dict subclass with a few attributes
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.__dict__["__immutable__"] = True
+
+    yacs, config = types.ModuleType("yacs"), types.ModuleType("yacs.config")
+    CfgNode.__module__, CfgNode.__qualname__, config.CfgNode, yacs.config = "yacs.config", "CfgNode", CfgNode, config
+    monkeypatch.setitem(sys.modules, "yacs", yacs)
+    monkeypatch.setitem(sys.modules, "yacs.config", config)
+    model = tiny()
+    path = tmp_path / "vssd_official.pth"
+    torch.save({"model": model.state_dict(), "config": CfgNode(MODEL=CfgNode(TYPE="vmamba2")), "epoch": 1}, path)
+    monkeypatch.delitem(sys.modules, "yacs.config")
+    ckpt = load_training_checkpoint(path)
+    assert ckpt["config"]["MODEL"]["TYPE"] == "vmamba2"
+    fresh = tiny(seed=5)
+    fresh.load_state_dict(checkpoint_filter_fn(ckpt, fresh), strict=True)
+    assert torch.equal(fresh.norm.weight, model.norm.weight)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    bad = tmp_path / "evil.pth"
+    with open(bad, "wb") as f:
+        pickle.dump({"model": {}, "x": Evil()}, f, protocol=2)
+    with pytest.raises(pickle.UnpicklingError):
+        load_training_checkpoint(bad)

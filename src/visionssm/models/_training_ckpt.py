@@ -8,7 +8,22 @@ mlvlab/EfficientViM classification/utils/utils.py (save_checkpoint_ema).
 
 from __future__ import annotations
 
-__all__ = ["pick_state_dict"]
+import collections
+
+import torch
+
+__all__ = ["load_training_checkpoint", "pick_state_dict"]
+
+
+def load_training_checkpoint(path) -> dict:
+    """Read an official VSSD / EfficientViM ``.pth`` without running pickled code.
+
+    The files also pickle the run's yacs ``CfgNode`` ('config'), which ``torch.load(weights_only=True)`` refuses;
+    that one name is read back as a plain ``OrderedDict`` (yacs need not be installed), nothing else is allowed.
+    Pass the result to the family's ``checkpoint_filter_fn``.
+    """
+    with torch.serialization.safe_globals([(collections.OrderedDict, "yacs.config.CfgNode")]):
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def pick_state_dict(ckpt: dict, prefer_ema: bool = True) -> dict:

@@ -33,9 +33,9 @@ from timm.models._features import feature_take_indices
 
 from ..layers.conv_norm_act import ConvNormAct
 from ..layers.hsm_ssd import HSMSSD
-from ._training_ckpt import pick_state_dict
+from ._training_ckpt import load_training_checkpoint, pick_state_dict
 
-__all__ = ["EfficientViM", "checkpoint_filter_fn"]
+__all__ = ["EfficientViM", "checkpoint_filter_fn", "load_training_checkpoint"]
 
 
 def _given(dd: dict) -> dict:
