@@ -3,6 +3,8 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from visionssm.layers import HSMSSD
 
@@ -31,6 +33,18 @@ def test_matches_spec_formula_float64(size):
     y, h = layer(x, size)
     y_ref, h_ref = spec_hsmssd(layer, x, size)
     assert y.shape == (2, 10, *size) and h.shape == (2, 10, 6)
+    torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(h, h_ref, rtol=1e-10, atol=1e-12)
+
+
+@settings(max_examples=8, deadline=None)
+@given(dim=st.integers(1, 9), state=st.integers(1, 7), expand=st.sampled_from([1.0, 2.0]), height=st.integers(1, 5),
+       width=st.integers(1, 5), seed=st.integers(0, 2**16))
+def test_matches_spec_formula_any_shape(dim, state, expand, height, width, seed):
+    torch.manual_seed(seed)
+    layer = HSMSSD(dim, state_dim=state, ssd_expand=expand, backend="torch").double()
+    x = torch.randn(2, dim, height * width, dtype=torch.float64)
+    (y, h), (y_ref, h_ref) = layer(x, (height, width)), spec_hsmssd(layer, x, (height, width))
     torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(h, h_ref, rtol=1e-10, atol=1e-12)
 

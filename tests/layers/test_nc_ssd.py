@@ -5,6 +5,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from visionssm.layers import NCSSD
 
@@ -41,6 +43,18 @@ def test_matches_spec_formula_float64(ngroups, positive):
         for prm in (layer.norm.weight, layer.norm.bias, layer.D):
             prm.normal_()
     u = torch.randn(2, 3, 5, 12, dtype=torch.float64)
+    torch.testing.assert_close(layer(u), spec_ncssd(layer, u), rtol=1e-10, atol=1e-12)
+
+
+@settings(max_examples=8, deadline=None)
+@given(heads_per_group=st.integers(1, 3), groups=st.integers(1, 2), d_state=st.integers(1, 6),
+       height=st.integers(1, 5), width=st.integers(1, 5), positive=st.booleans(), seed=st.integers(0, 2**16))
+def test_matches_spec_formula_any_shape(heads_per_group, groups, d_state, height, width, positive, seed):
+    torch.manual_seed(seed)
+    heads = heads_per_group * groups
+    layer = NCSSD(2 * heads, num_heads=heads, d_state=d_state, ngroups=groups, positive_dA=positive,
+                  backend="torch").double()
+    u = torch.randn(2, height, width, 2 * heads, dtype=torch.float64)
     torch.testing.assert_close(layer(u), spec_ncssd(layer, u), rtol=1e-10, atol=1e-12)
 
 
