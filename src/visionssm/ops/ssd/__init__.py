@@ -10,8 +10,8 @@ Layouts: x ``(batch, L, heads, headdim)``, dt ``(batch, L, heads)``, A ``(heads,
 Backends: ``"reference"`` (closed forms, float64-capable), ``"torch"`` (chunked / matmul, float32 or wider),
 ``"triton"`` (GPU). ``backend=None`` picks ``"triton"`` for CUDA tensors when Triton imports, else ``"torch"``;
 ``VISIONSSM_BACKEND`` overrides. The non-causal op has Triton kernels that keep the weighting, D skip and group
-broadcast in registers (the matmul form makes ~7 passes over x-sized tensors). HSM-SSD's GPU path is cuBLAS
-matmuls in the input dtype: its tensors are small (N <= 64 state columns) and the matmuls dominate.
+broadcast in registers (the matmul form makes ~7 passes over x-sized tensors). HSM-SSD's Triton path fuses the
+token softmax, a*B and the contraction with x; its N-column mixing and readout are weight GEMMs left to cuBLAS.
 
 FLOPs (recorded with ``visionssm.ops._flops``; 2 per multiply-add like torch's FlopCounterMode):
 causal = 9*B*L*H*P*N (the scan convention of DESIGN.md) + B*L*H*P per D and per z;
@@ -203,7 +203,7 @@ def hsm_ssd(
         return hsm_ssd_reference(x, dt, B, C, W_hz, W_out, D.reshape(1), A)
     if which == "torch":
         return hsm_ssd_matmul(x, dt, B, C, W_hz, W_out, D.reshape(1), A)
-    return hsm_ssd_matmul(x, dt, B, C, W_hz, W_out, D.reshape(1), A, dtype=x.dtype)
+    return _triton_op(op)(x, dt, B, C, W_hz, W_out, D.reshape(1), A)
 
 
 def _triton_op(op: str):
@@ -213,8 +213,10 @@ def _triton_op(op: str):
     try:
         if op == "ssd_causal":
             from .triton_causal import ssd_causal_triton as kernel
-        else:
+        elif op == "ssd_noncausal":
             from .triton_noncausal import ssd_noncausal_triton as kernel
+        else:
+            from .triton_hsm import hsm_ssd_triton as kernel
     except ImportError as e:
         raise RuntimeError(f"{op}: backend='triton' is not available in this install ({e})") from e
     return kernel

@@ -138,7 +138,12 @@ def hsm_ssd_matmul(x, dt, B, C, W_hz, W_out, D, A=None, dtype: torch.dtype | Non
         logits = logits + A.to(wide)[:, None]
     aB = (torch.softmax(logits, dim=-1) * B.to(wide)).to(dtype)
     h = torch.matmul(x.to(dtype), aB.transpose(-1, -2))
+    y, h2 = hsm_mix_readout(h, C, W_hz, W_out, D, dtype)
+    return y.to(out_dtype), h2.to(out_dtype)
+
+
+def hsm_mix_readout(h, C, W_hz, W_out, D, dtype):
+    """The N-column part of HSM-SSD: [h1; g] = W_hz h, h2 = W_out (h1 (silu(g) + D)), y = h2 C."""
     h1, g = torch.matmul(W_hz.to(dtype), h).chunk(2, dim=1)
     h2 = torch.matmul(W_out.to(dtype), h1 * (F.silu(g) + D.to(dtype)))
-    y = torch.matmul(h2, C.to(dtype))
-    return y.to(out_dtype), h2.to(out_dtype)
+    return torch.matmul(h2, C.to(dtype)), h2

@@ -70,6 +70,7 @@ class _TritonSSDCausal(torch.autograd.Function):
         ssd_causal_fwd_kernel[grid](*args, MODE=0, **flags)
         ctx.save_for_backward(x, dt, A, B, C, D, z, dt_bias, h0, states)
         ctx.cfg = (softplus, chunk, n_chunks, seg_chunks, n_seg, bwd_warps, bp, bn)
+        ctx.set_materialize_grads(False)  # an unused last state then costs no zero-filled gradient
         return y, last
 
     @staticmethod
@@ -86,9 +87,13 @@ class _TritonSSDCausal(torch.autograd.Function):
         rep = heads // groups
         bc = (lambda *s: torch.zeros(*s, **f32)) if rep > 1 else (lambda *s: _alloc.empty(*s, **f32))
         dBg, dCg = bc(batch, length, groups, nstate), bc(batch, length, groups, nstate)
-        dA = torch.zeros(heads, **f32)
-        dD = torch.zeros(D.shape, **f32) if D is not None else None
-        dbias = torch.zeros(heads, **f32) if dt_bias is not None else None
+        # One zero-filled buffer (one launch) for the atomically reduced per-head grads.
+        n_d = D.numel() if D is not None else 0
+        sums = torch.zeros(2 * heads + n_d, **f32)
+        dA, dbias = sums[:heads], sums[heads : 2 * heads] if dt_bias is not None else None
+        dD = sums[2 * heads :].view(D.shape) if D is not None else None
+        if dout is None:  # only the last state was used
+            dout = torch.zeros(batch, length, heads, headdim, dtype=x.dtype, device=dev)
         dh0 = _alloc.empty(batch, heads, headdim, nstate, **f32) if h0 is not None else None
         seg_dend = _alloc.empty(batch * heads, n_seg, headdim, nstate, **f32) if n_seg > 1 else dA
         seg_sum = _alloc.empty(batch * heads, n_seg, **f32) if n_seg > 1 else dA

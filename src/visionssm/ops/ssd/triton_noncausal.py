@@ -244,9 +244,10 @@ class _TritonSSDNonCausal(torch.autograd.Function):
         rep = heads // groups
         bc = (lambda *s: torch.zeros(*s, **f32)) if rep > 1 else (lambda *s: _alloc.empty(*s, **f32))
         dB, dC = bc(batch, length, groups, nstate), bc(batch, length, groups, nstate)
-        dA = torch.zeros(heads, **f32)
-        dD = torch.zeros(D.shape, **f32) if D is not None else None
-        dbias = torch.zeros(heads, **f32) if dt_bias is not None else None
+        n_d = D.numel() if D is not None else 0
+        sums = torch.zeros(2 * heads + n_d, **f32)  # one launch for the atomically reduced per-head grads
+        dA, dbias = sums[:heads], sums[heads : 2 * heads] if dt_bias is not None else None
+        dD = sums[2 * heads :].view(D.shape) if D is not None else None
         bp, bn = _blocks(headdim, nstate)
         nc_bwd_kernel[(batch * heads, triton.cdiv(length, _BLOCK_L))](
             x, dt, A, dt_bias if dt_bias is not None else A, B, D if D is not None else A, S, dS, dy,
