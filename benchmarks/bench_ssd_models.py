@@ -1,11 +1,11 @@
 """Inference throughput (img/s) and peak memory of EfficientViM-M1..M4 and VSSD-T vs timm baselines, one run.
 
     python benchmarks/bench_ssd_models.py [--batch 256] [--img-size 224] [--dtype bf16] [--compile]
-        [--ours visionssm_efficientvim_m1 ...] [--base efficientvit_m0 ...]
+        [--ours visionssm_efficientvim_m1 ...] [--base efficientvit_m0 ...] [--extra vssd_tiny@torch ...]
 
 Every model runs on the same random batch under ``torch.inference_mode`` and autocast. Timing: CUDA events
 around each iteration after warm-up, median over ``--iters`` (a wall clock on CPU). Peak memory: the allocator's
-peak during the timed iterations, minus nothing (weights included). One record per configuration, holding
+peak during the timed iterations (weights included). One record per configuration, holding
 every model of the run as ``ours_<name>`` / ``base_<name>`` (DESIGN.md). Writes
 benchmarks/results/ssd_models_<gpu>.json (and copies it to $OUT when set).
 """
@@ -27,13 +27,14 @@ import torch
 import visionssm  # noqa: F401  (registers our models)
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-# "name@backend" pins the SSD op backend (default: triton on CUDA); the @torch rows time the float32 matmul paths
 OURS = ["visionssm_efficientvim_m1", "visionssm_efficientvim_m2", "visionssm_efficientvim_m3",
-        "visionssm_efficientvim_m4", "vssd_tiny", "visionssm_efficientvim_m1@torch", "vssd_tiny@torch"]
-# timm's own EfficientViM port (same architecture, plain PyTorch) and the efficient-model baselines of the issue
-BASE = ["efficientvim_m1", "efficientvim_m2", "efficientvim_m3", "efficientvim_m4",
-        "efficientvit_m0", "efficientvit_m1", "efficientvit_m2", "efficientvit_m3", "efficientvit_m4",
-        "efficientvit_m5", "mobilenetv4_conv_small", "swin_tiny_patch4_window7_224"]
+        "visionssm_efficientvim_m4", "vssd_tiny"]
+BASE = ["efficientvit_m0", "efficientvit_m1", "efficientvit_m2", "efficientvit_m3", "efficientvit_m4",
+        "efficientvit_m5", "mobilenetv4_conv_small", "swin_tiny_patch4_window7_224",
+        "efficientvim_m1", "efficientvim_m2", "efficientvim_m3", "efficientvim_m4"]  # timm's own EfficientViM port
+# run last (the most important rows first, in case a time limit cuts the run): "name@backend" pins the SSD op
+# backend (default: triton on CUDA); these time the torch (matmul) paths of the same models
+EXTRA = ["visionssm_efficientvim_m1@torch", "vssd_tiny@torch"]
 
 
 def time_model(model, x, dtype, warmup: int, iters: int) -> tuple[float, float | None]:
@@ -65,10 +66,20 @@ def time_model(model, x, dtype, warmup: int, iters: int) -> tuple[float, float |
     return statistics.median(times), None
 
 
+def save(result: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(out)
+    if os.environ.get("OUT"):
+        shutil.copy(out, Path(os.environ["OUT"]) / out.name)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ours", nargs="+", default=OURS)
     p.add_argument("--base", nargs="+", default=BASE)
+    p.add_argument("--extra", nargs="*", default=EXTRA, help="our models timed after the baselines")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--img-size", type=int, default=224)
     p.add_argument("--dtype", default="bf16", choices=list(DTYPES))
@@ -82,9 +93,15 @@ def main():
     torch.manual_seed(0)
     x = torch.randn(a.batch, 3, a.img_size, a.img_size, device=device)
     gpu = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    import triton
+
+    tag = gpu.lower().replace("nvidia", "").strip().split()[0]
+    out = Path(a.out) if a.out else Path(__file__).parent / "results" / f"ssd_models_{tag}.json"
     record = {"batch": a.batch, "img_size": a.img_size, "dtype": a.dtype, "compile": a.compile,
               "warmup": a.warmup, "iters": a.iters}
-    for kind, names in (("ours", a.ours), ("base", a.base)):
+    result = {"device": gpu, "date": datetime.date.today().isoformat(), "torch": torch.__version__,
+              "triton": triton.__version__, "timm": timm.__version__, "records": [record]}
+    for kind, names in (("ours", a.ours), ("base", a.base), ("ours", a.extra)):
         for name in names:
             arch, _, backend = name.partition("@")
             kw = dict(backend=backend) if backend else {}
@@ -106,17 +123,9 @@ def main():
             del model
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-    import triton
-
-    result = {"device": gpu, "date": datetime.date.today().isoformat(), "torch": torch.__version__,
-              "triton": triton.__version__, "timm": timm.__version__, "records": [record]}
-    tag = gpu.lower().replace("nvidia", "").strip().split()[0]
-    out = Path(a.out) if a.out else Path(__file__).parent / "results" / f"ssd_models_{tag}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+            save(result, out)  # after every model: a run cut short by a time limit keeps what it measured
+    save(result, out)
     print(f"wrote {out}")
-    if os.environ.get("OUT"):
-        shutil.copy(out, Path(os.environ["OUT"]) / out.name)
 
 
 if __name__ == "__main__":
