@@ -289,7 +289,7 @@ def checkpoint_filter_fn(state_dict: dict, model: VSSD) -> dict:
     """Official VSSD checkpoints (classification or the detection/segmentation backbone) or ours -> this model.
 
     Unwraps a training checkpoint (of 'model' and 'model_ema' the one with the higher recorded best accuracy; the
-    README's Tiny/Small/Base files are "best EMA" checkpoints) or {'state_dict': ...} (mmdet/mmseg) and the
+    README's Tiny/Small/Base files are named ``*_best_ema.pth``) or {'state_dict': ...} (mmdet/mmseg) and the
     'module.' and 'backbone.' prefixes; drops the backbone's per-stage ``outnorm{i}``, decoder keys and, when the
     model has none or another size, the head; other keys pass through, so that ``load_state_dict(strict=True)``
     reports real mismatches.
@@ -311,12 +311,13 @@ def _cfg(url: str = "", **kwargs) -> dict:
     return {
         "url": url, "num_classes": 1000, "input_size": (3, 224, 224), "pool_size": (7, 7),
         "crop_pct": 0.875, "interpolation": "bicubic", "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
-        "first_conv": "patch_embed.conv1.conv", "classifier": "head", "license": "apache-2.0",
+        "first_conv": "patch_embed.conv1.conv", "classifier": "head", "license": None,  # the repo states none
         "paper_ids": "arXiv:2407.18559", "origin_url": "https://github.com/YuHengsss/VSSD", **kwargs,
     }
 
 
-_NOTE = "official weights (training-checkpoint pickle, use checkpoint_filter_fn): huggingface.co/YuhengSSS/VSSD/"
+_NOTE = ("official weights (training checkpoints: load_training_checkpoint, then checkpoint_filter_fn): "
+         "huggingface.co/YuhengSSS/VSSD/")
 default_cfgs = generate_default_cfgs({
     "vssd_micro": _cfg(notes=(_NOTE + "vssd_micro_best.pth",)),
     "vssd_tiny": _cfg(notes=(_NOTE + "vssd_tiny_best_ema.pth", _NOTE + "vssd_tiny_e300_with_mesa.pth")),
