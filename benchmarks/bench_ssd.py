@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEVICE = "cuda"
 NC_SHAPES = [(128, 3136, 2, 64, 64), (128, 784, 4, 64, 64), (128, 196, 8, 64, 64)]  # VSSD-T stages 1-3
 HSM_SHAPES = [(256, 224, 196, 49), (256, 320, 49, 25), (256, 512, 16, 9)]  # EfficientViM-M3 stages (B, dim, L, N)
-SWEEP = ["64,4,8,512", "64,8,8,512", "64,4,4,512", "32,4,4,512", "32,4,8,512", "64,4,8,256", "64,4,8,1024"]
+SWEEP = ["32,8,8,512", "64,4,8,512", "64,8,8,512", "16,4,8,512", "32,4,4,512", "32,4,8,256", "32,4,8,1024"]
 
 
 def load_mamba_chunk_scan():
@@ -174,7 +174,7 @@ def main():
         "triton": triton.__version__,
         "baseline": "mamba_ssm 2.3.2.post1 mamba_chunk_scan_combined (best chunk size timed)" if base_fn else None,
         "fla": "fla chunk_simple_gla (inputs pre-mapped, no D skip)" if fla else None,
-        "config": "D per head, dt_bias, softplus" + (", z gate" if a.z else "") + "; 1 group; ours chunk 64",
+        "config": "D per head, dt_bias, softplus" + (", z gate" if a.z else "") + "; 1 group; ours chunk_size=64",
         "records": [], "noncausal": "ours (Triton) vs base = matmul form in the input dtype (VSSD's code path)",
         "noncausal_records": [], "hsm": "ours (Triton state build + cuBLAS) vs base = matmul form in the input dtype",
         "hsm_records": [], "skipped": [],

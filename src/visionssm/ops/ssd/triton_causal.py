@@ -17,9 +17,11 @@ _TARGET_PROGRAMS = 512  # (batch, head, segment) programs wanted to fill a large
 def launch_config(batch: int, heads: int, length: int, chunk_size: int):
     """(CHUNK, n_chunks, seg_chunks, n_seg, fwd_warps, bwd_warps).
 
-    CHUNK: chunk_size rounded down to a power of two in [16, 64] (tl.dot tiles; larger chunks spill registers).
-    ``VISIONSSM_SSD_CFG=chunk,fwd_warps,bwd_warps,target_programs`` overrides (for sweeps)."""
-    chunk, fwd_warps, bwd_warps, target = min(64, max(16, chunk_size)), 4, 8, _TARGET_PROGRAMS
+    CHUNK: chunk_size rounded down to a power of two in [16, 32]. The fused kernels hold a chunk's (Q, Q) score
+    tiles next to (Q, headdim) and (headdim, N) tiles; compiled for sm_90 at headdim = N = 64, the backward at
+    Q = 64 spills ~1 KB per thread to local memory at any warp count, at Q = 32 about 0.1 KB (cuobjdump -res-usage).
+    ``VISIONSSM_SSD_CFG=chunk,fwd_warps,bwd_warps,target_programs`` overrides (for sweeps; chunk up to 64)."""
+    chunk, fwd_warps, bwd_warps, target = min(32, max(16, chunk_size)), 4, 8, _TARGET_PROGRAMS
     if os.environ.get("VISIONSSM_SSD_CFG"):
         chunk, fwd_warps, bwd_warps, target = (int(v) for v in os.environ["VISIONSSM_SSD_CFG"].split(","))
     chunk = 1 << (chunk.bit_length() - 1)

@@ -112,15 +112,39 @@ def ssd_causal_bwd_kernel(
             total += cs_last
             dS = tl.exp(cs_last) * dS + _dot(tl.trans(dy * ecs[:, None]), Cm, DT, PRECISION)
         else:
+            # Stages ordered so that each tile dies soon after it is made (register pressure).
             x = tl.load(x_base + t[:, None] * s_xl + p[None, :] * s_xp, mask=tp_ok, other=0.0)
             xf = x.to(tl.float32)
             Bm = tl.load(B_base + t[:, None] * s_Bl + n[None, :] * s_Bn, mask=tn_ok, other=0.0)
             S_in = tl.load(states_ptr + (pid_bh * n_chunks + c) * PN + pn, mask=pn_ok, other=0.0)
-            CB = tl.dot(Cm, tl.trans(Bm), input_precision=PRECISION)
-            decay = tl.exp(tl.where(causal, cs[:, None] - cs[None, :], float("-inf")))
-            K = CB * decay
-            Mw = K * dt[None, :]
+            # 1. Share in the leaving state S_out = exp(cs_last) S_in + sum_j exp(cs_last - cs_j) dt_j x_j B_j^T.
+            wdt = tl.exp(cs_last - cs) * dt
+            U = _dot(Bm, tl.trans(dS), DT, PRECISION)  # (Q, P)
+            xU = tl.sum(xf * U, 1)
+            dx = wdt[:, None] * U
+            dB = wdt[:, None] * _dot(x, dS, DT, PRECISION)
+            v = wdt * xU
+            ddt = tl.exp(cs_last - cs) * xU
+            dcs = -v
+            dcs_last = tl.sum(v, 0) + tl.exp(cs_last) * tl.sum(tl.sum(dS * S_in, 1), 0)
+            # 2. Entering state read through C; dS moves to the chunk start.
             y_off = ecs[:, None] * _dot(Cm, tl.trans(S_in), DT, PRECISION)
+            dcs += tl.sum(dy * y_off, 1)
+            dC = ecs[:, None] * _dot(dy, S_in, DT, PRECISION)
+            dS = tl.exp(cs_last) * dS + _dot(tl.trans(dy * ecs[:, None]), Cm, DT, PRECISION)
+            # 3. Intra-chunk quadratic form y = Mw x with Mw = (C B^T) o decay o dt_j.
+            decay = tl.exp(tl.where(causal, cs[:, None] - cs[None, :], float("-inf")))
+            dMw = tl.where(causal, _dot(dy, tl.trans(x), DT, PRECISION), 0.0)
+            dCB = dMw * decay * dt[None, :]
+            dC += _dot(dCB, Bm, DT, PRECISION)
+            dB += _dot(tl.trans(dCB), Cm, DT, PRECISION)
+            K = tl.dot(Cm, tl.trans(Bm), input_precision=PRECISION) * decay
+            G = dMw * K
+            ddt += tl.sum(G, 0)
+            E = G * dt[None, :]  # = dMw o Mw: gradient of the decay exponents cs_i - cs_j
+            dcs += tl.sum(E, 1) - tl.sum(E, 0)
+            Mw = K * dt[None, :]
+            dx += _dot(tl.trans(Mw), dy, DT, PRECISION)
             if HAS_Z:
                 y_pre = _dot(Mw, x, DT, PRECISION) + y_off
                 if HAS_D:
@@ -131,31 +155,6 @@ def ssd_causal_bwd_kernel(
                 dz = dout * sig * (1.0 + zt * (1.0 - sig)) * y_pre
                 tl.store(dz_ptr + b * s_zb + h * s_zh + t[:, None] * s_zl + p[None, :] * s_zp,
                          dz.to(dz_ptr.dtype.element_ty), mask=tp_ok)
-            # Intra-chunk quadratic form y = Mw x.
-            dMw = tl.where(causal, _dot(dy, tl.trans(x), DT, PRECISION), 0.0)
-            dx = _dot(tl.trans(Mw), dy, DT, PRECISION)
-            G = dMw * K
-            ddt = tl.sum(G, 0)
-            E = G * dt[None, :]  # = dMw o Mw: gradient of the decay exponents cs_i - cs_j
-            dcs = tl.sum(E, 1) - tl.sum(E, 0)
-            dCB = dMw * decay * dt[None, :]
-            dC = _dot(dCB, Bm, DT, PRECISION)
-            dB = _dot(tl.trans(dCB), Cm, DT, PRECISION)
-            # Entering state read through C.
-            dC += ecs[:, None] * _dot(dy, S_in, DT, PRECISION)
-            dcs += tl.sum(dy * y_off, 1)
-            # Contribution to the leaving state: S_out = exp(cs_last) S_in + sum_j exp(cs_last - cs_j) dt_j x_j B_j^T.
-            wend = tl.exp(cs_last - cs)
-            U = _dot(Bm, tl.trans(dS), DT, PRECISION)  # (Q, P)
-            dx += (wend * dt)[:, None] * U
-            xU = tl.sum(xf * U, 1)
-            ddt += wend * xU
-            dB += (wend * dt)[:, None] * _dot(x, dS, DT, PRECISION)
-            v = wend * dt * xU
-            dcs -= v
-            dcs_last = tl.sum(v, 0) + tl.exp(cs_last) * tl.sum(tl.sum(dS * S_in, 1), 0)
-            # The state entering this chunk gets: decayed dS plus the readout's share.
-            dS = tl.exp(cs_last) * dS + _dot(tl.trans(dy * ecs[:, None]), Cm, DT, PRECISION)
             # Log-decay a_k feeds cs_i for all i >= k (and cs_last).
             da = tl.cumsum(dcs, 0, reverse=True) + dcs_last
             da = tl.where(t_ok, da, 0.0)

@@ -19,6 +19,7 @@ from .chunked import hsm_mix_readout
 
 _BLOCK_D = 64
 _BLOCK_L = 64
+_WARPS = 8  # 4 warps spill (~1.2 KB per thread in the forward, sm_90, N = 64)
 
 
 @triton.jit
@@ -122,7 +123,7 @@ class _TritonHSMState(torch.autograd.Function):
         lse = _alloc.empty(batch, nstate, dtype=torch.float32, device=x.device)
         hsm_state_fwd_kernel[(batch, triton.cdiv(dim, _BLOCK_D))](
             x, dt, B, A if A is not None else lse, h, lse, dim, nstate, length,
-            HAS_A=A is not None, BLOCK_D=_BLOCK_D, BLOCK_N=bn, BLOCK_L=_BLOCK_L, PRECISION=prec, num_warps=4,
+            HAS_A=A is not None, BLOCK_D=_BLOCK_D, BLOCK_N=bn, BLOCK_L=_BLOCK_L, PRECISION=prec, num_warps=_WARPS,
         )
         ctx.save_for_backward(x, dt, B, A, lse)
         return h
@@ -141,7 +142,7 @@ class _TritonHSMState(torch.autograd.Function):
         rowsum = torch.zeros(batch, nstate, **f32)
         hsm_state_bwd_kernel[(batch, triton.cdiv(length, _BLOCK_L))](
             x, dt, B, A if A is not None else lse, lse, dh.contiguous(), dx, dB, a, ga, rowsum, dim, nstate, length,
-            HAS_A=A is not None, BLOCK_D=_BLOCK_D, BLOCK_N=bn, BLOCK_L=_BLOCK_L, PRECISION=prec, num_warps=4,
+            HAS_A=A is not None, BLOCK_D=_BLOCK_D, BLOCK_N=bn, BLOCK_L=_BLOCK_L, PRECISION=prec, num_warps=_WARPS,
         )
         dlogits = ga - a * rowsum[:, :, None]  # softmax backward
         dA = dlogits.sum((0, 2)).to(A.dtype) if A is not None else None

@@ -256,7 +256,7 @@ class _TritonSSDNonCausal(torch.autograd.Function):
             *x.stride(), *dt.stride(), *B.stride(), *dy.stride(),
             HAS_D=D is not None, D_PER_CHANNEL=D is not None and D.dim() == 2, HAS_BIAS=dt_bias is not None,
             SOFTPLUS=softplus, INTERLEAVED=interleaved, BLOCK_L=_BLOCK_L, BLOCK_P=bp, BLOCK_N=bn,
-            PRECISION=_precision(x.dtype), num_warps=4,
+            PRECISION=_precision(x.dtype), num_warps=8,  # 4 warps spill at headdim = N = 64 (sm_90)
         )
         return (
             dx, ddt, dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype), dD.to(D.dtype) if D is not None else None,
