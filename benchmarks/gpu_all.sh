@@ -2,8 +2,9 @@
 # One device call that runs the named parts in order, each under its own time limit, and returns
 # benchmarks/results/ (plus logs) as one archive in $OUT.   bash benchmarks/gpu_all.sh tests scan routes ...
 set -uo pipefail
-OUT=${OUT:-/tmp/visionssm_out}
-mkdir -p "$OUT"
+FINAL=${OUT:-/tmp/visionssm_out}
+export OUT=/tmp/visionssm_parts  # sub-scripts write here; only one archive goes back (8-file limit)
+mkdir -p "$FINAL" "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/src:${PYTHONPATH:-}
 b=.vendor/mamba_ssm-2.3.2.post1/build_sm90
 if ls .vendor/prebuilt/selective_scan_cuda.so.part* >/dev/null 2>&1 && [ ! -f "$b/selective_scan_cuda.so" ]; then
@@ -28,4 +29,4 @@ for part in "$@"; do
     *) echo "unknown part $part" ;;
   esac
 done
-tar czf "$OUT/results.tgz" benchmarks/results "$OUT"/*.log 2>/dev/null
+tar czf "$FINAL/results.tgz" benchmarks/results "$OUT" 2>/dev/null
