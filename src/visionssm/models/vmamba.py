@@ -332,7 +332,8 @@ def _cfg(url: str = "", **kwargs) -> dict:
     }
 
 
-_REL = "official weights (training checkpoint, use checkpoint_filter_fn): github.com/MzeroMiko/VMamba/releases/download/"
+_REL = ("official weights (training checkpoint, use checkpoint_filter_fn): "
+        "github.com/MzeroMiko/VMamba/releases/download/")
 default_cfgs = generate_default_cfgs({
     "vanilla_vmamba_tiny": _cfg(notes=(_REL + "%23v0cls/vssmtiny_dp01_ckpt_epoch_292.pth",)),
     "vanilla_vmamba_small": _cfg(notes=(_REL + "%23v0cls/vssmsmall_dp03_ckpt_epoch_238.pth",)),
