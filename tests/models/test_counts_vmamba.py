@@ -20,15 +20,11 @@ import timm
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+import visionssm.layers.ss2d as ss2d
+import visionssm.models.efficientvmamba  # noqa: F401  (registers the models)
+import visionssm.models.msvmamba  # noqa: F401
+import visionssm.models.vmamba  # noqa: F401
 from visionssm.ops import _flops
-
-from ..routes_standin import install
-
-install()
-import visionssm.layers.ss2d as ss2d  # noqa: E402
-import visionssm.models.efficientvmamba  # noqa: E402,F401  (registers the models)
-import visionssm.models.msvmamba  # noqa: E402,F401
-import visionssm.models.vmamba  # noqa: E402,F401
 
 PARAMS = {
     "vanilla_vmamba_tiny": 22_893_448,
