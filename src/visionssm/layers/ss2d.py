@@ -33,6 +33,11 @@ __all__ = ["RoutedSSM", "SS2D", "route_index"]
 _ROUTES = {"cross": cross_routes, "atrous": atrous_routes}
 
 
+def _fp32(t: torch.Tensor) -> torch.Tensor:
+    """float32, or wider if t already is (float64 models stay float64)."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
 @functools.lru_cache(maxsize=128)
 def route_index(kind: str, H: int, W: int, device: torch.device) -> torch.Tensor:
     """Cached (K, Lr) index map of a route family for an H x W map (built once per size and device)."""
@@ -76,7 +81,7 @@ class RoutedSSM(nn.Module):
 
     def scan(self, u: torch.Tensor, index: torch.Tensor, sets: slice | None = None, copies: int = 1,
              force_fp32: bool = False) -> torch.Tensor:
-        """u (B, D, Lmap) -> float32 (B, D, copies * Lmap) of the summed route outputs at map positions.
+        """u (B, D, Lmap) -> (B, D, copies * Lmap), float32 or wider: the summed route outputs at map positions.
 
         ``sets`` picks the parameter sets used (one per route of ``index``). ``copies > 1`` scans a map made
         of that many copies of u (projections computed once and repeated), so a route may visit every
@@ -95,12 +100,13 @@ class RoutedSSM(nn.Module):
         if copies > 1:
             u, delta, bs, cs = (t.repeat(*(1,) * (t.dim() - 1), copies) for t in (u, delta, bs, cs))
         if force_fp32:
-            u, delta, bs, cs = (t.float() for t in (u, delta, bs, cs))
+            u, delta, bs, cs = (_fp32(t) for t in (u, delta, bs, cs))
         rows = slice(sets.start * dim, sets.stop * dim)
         return routed_selective_scan(
-            u.contiguous(), delta, -torch.exp(self.A_logs[rows].float()), bs, cs, index,
-            D=self.Ds[rows].float(), delta_bias=self.dt_projs_bias[sets].reshape(-1).float(),
-            delta_softplus=True, merge=True, out_dtype=torch.float32, backend=self.backend,
+            u.contiguous(), delta, -torch.exp(_fp32(self.A_logs[rows])), bs, cs, index,
+            D=_fp32(self.Ds[rows]), delta_bias=_fp32(self.dt_projs_bias[sets].reshape(-1)),
+            delta_softplus=True, merge=True, out_dtype=torch.promote_types(u.dtype, torch.float32),
+            backend=self.backend,
         )
 
 
