@@ -161,8 +161,8 @@ class HierarchicalSSM(nn.Module):
             if global_pool not in ("avg", ""):
                 raise ValueError(f"global_pool must be 'avg' or '', got {global_pool!r}")
             self.global_pool = global_pool
-        norm_w = self.classifier.norm.weight
-        self.classifier.head = (nn.Linear(self.num_features, num_classes, device=norm_w.device, dtype=norm_w.dtype)
+        ref = next(self.parameters())
+        self.classifier.head = (nn.Linear(self.num_features, num_classes, device=ref.device, dtype=ref.dtype)
                                 if num_classes > 0 else nn.Identity())
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
