@@ -194,3 +194,30 @@ def test_misc_api():
     assert [f["module"] for f in model.feature_info] == [f"layers.{i}" for i in range(4)]
     with pytest.raises(ValueError, match="global_pool"):
         VMamba(global_pool="max")
+
+
+def _set_backend(model, backend):
+    for m in model.modules():
+        if hasattr(m, "backend"):
+            m.backend = backend
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["vmamba_tiny_s1l8", "vanilla_vmamba_tiny", "msvmamba_tiny", "efficientvmamba_tiny"])
+def test_gpu_full_size_triton_matches_torch_and_backprops(name):
+    torch.manual_seed(0)
+    model = timm.create_model(name, drop_path_rate=0.0).cuda().eval()
+    x = torch.randn(2, 3, 224, 224, device="cuda")
+    with torch.no_grad():
+        _set_backend(model, "torch")
+        y_ref = model(x)
+        _set_backend(model, "triton")
+        y = model(x)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            y16 = model(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(y, y_ref, rtol=1e-3, atol=1e-3)
+    assert ((y16.float() - y_ref).norm() / y_ref.norm()).item() < 0.05
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = F.cross_entropy(model.train()(x), torch.tensor([1, 2], device="cuda"))
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
