@@ -6,6 +6,14 @@
 (PlainMamba / MHS-VM 'C'), :func:`mhs_routes` (MHS-VM C/X/S/Z), :func:`atrous_routes` (EfficientVMamba),
 :func:`multiscale_routes` (MSVMamba low-resolution branch).
 
+How the families map onto it (u shared by the routes unless noted):
+  VMamba SS2D        cross_routes(H, W), merge=True (out_dtype=torch.float32 for the fp32-output kernels);
+  EfficientVMamba    atrous_routes(Hp, Wp, 2) on the map padded to even size, merge=True (one route per pixel);
+  MSVMamba           full map: cross_routes(H, W)[:1]; low-res map: multiscale_routes(h, w) with
+                     merge=False, output_order="route" (the official LayerNorm runs on each visit, then
+                     the visits are un-permuted and summed);
+  MHS-VM             per head mhs_routes(H, W, pattern), merge=False (GFU fuses the 4 route outputs).
+
 Backends: "reference" (explicit permuted copies, float64-capable), "torch" (vectorised gather/scatter around
 the chunked CPU scan), "triton" (reads and writes through the index map inside the kernels; no permuted
 copies of the map). ``backend=None`` picks triton for CUDA tensors; ``VISIONSSM_BACKEND`` overrides.

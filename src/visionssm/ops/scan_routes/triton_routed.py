@@ -12,14 +12,18 @@ from .. import _alloc
 from .triton_routed_bwd import routed_scan_bwd_kernel
 from .triton_routed_fwd import routed_scan_fwd_kernel
 
+LOG2E = 1.4426950408889634
+_T = int(os.environ.get("VISIONSSM_ROUTES_T", 8))  # forward steps per unrolled chunk (CHUNK is a multiple)
 _TARGET_PROGRAMS = 1024  # enough independent programs to hide each step's latency on a large GPU
 
 
 def launch_config(batch: int, dim: int, ch: int, nstate: int, length: int):
     """(BLOCK_D, BLOCK_N, CHUNK, num_warps, seg_len, n_seg). ``VISIONSSM_ROUTES_CFG=bd,chunk,warps`` overrides."""
-    bd, chunk, warps = 32, 16, 2  # the plain scan's best on an H100 (benchmarks/results/scan_h100.json)
+    bd, chunk, warps = 32, 16, 1  # one channel per thread, as the plain scan (ops/selective_scan/triton_scan.py)
     if os.environ.get("VISIONSSM_ROUTES_CFG"):
         bd, chunk, warps = (int(v) for v in os.environ["VISIONSSM_ROUTES_CFG"].split(","))
+    if chunk % _T:
+        raise ValueError(f"VISIONSSM_ROUTES_CFG: chunk={chunk} must be a multiple of {_T}")
     while ch % bd:
         bd //= 2
     bn = triton.next_power_of_2(nstate)
@@ -79,60 +83,61 @@ class _RoutedScan(torch.autograd.Function):
         y_dtype = out_dtype if not (merge or out_accum) else torch.float32
         out = _fill(y_dtype, zero and not route_order, batch, dim, lr if route_order else lmap, device=dev)
         save = any(ctx.needs_input_grad)
-        starts = _alloc.empty(batch, dim, triton.cdiv(lr, chunk), nstate, **f32) if save else out
-        seg_end = _alloc.empty(batch, dim, n_seg, nstate, **f32) if n_seg > 1 else out
-        seg_sum = _alloc.empty(batch, dim, n_seg, **f32) if n_seg > 1 else out
+        starts = _alloc.empty(batch, triton.cdiv(lr, chunk), nstate, dim, **f32) if save else out
+        seg_end = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else out
+        seg_sum = _alloc.empty(batch, n_seg, dim, **f32) if n_seg > 1 else out
+        At = (A * LOG2E).t().contiguous()  # (N, K*C): lays the state tile out one channel per thread
         opt = lambda t: t if t is not None else out
         args = (
-            u, delta, A, B, C, opt(D), opt(delta_bias), idx, out, starts, seg_end, seg_sum,
+            u, delta, At, B, C, opt(D), opt(delta_bias), idx, out, starts, seg_end, seg_sum,
             lr, ch, nstate, seg_len, n_seg,
             *u.stride(), *delta.stride(), *out.stride(), *B.stride(), *C.stride(),
         )
         flags = dict(
             HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus, U_SHARED=u_shared,
             ACCUM=out_accum, OUT_AT_STEP=route_order, SAVE_STARTS=save, CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn,
-            num_warps=warps,
+            EVEN_N=bn == nstate, T=_T, num_warps=warps,
         )
         grid = (batch, dim // bd, n_seg)
         if n_seg > 1:
             routed_scan_fwd_kernel[grid](*args, MODE=1, **flags)
         routed_scan_fwd_kernel[grid](*args, MODE=0, **flags)
-        ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, idx, starts, seg_sum)
+        ctx.save_for_backward(u, delta, At, B, C, D, delta_bias, idx, starts, seg_sum)
         ctx.cfg = (softplus, merge, route_order, accum, zero, bd, bn, chunk, warps, seg_len, n_seg)
         y = out.view(batch, K, ch, lmap).sum(1) if merge else out
         return y.to(out_dtype)
 
     @staticmethod
     def backward(ctx, dy):
-        u, delta, A, B, C, D, delta_bias, idx, starts, seg_sum = ctx.saved_tensors
+        u, delta, At, B, C, D, delta_bias, idx, starts, seg_sum = ctx.saved_tensors
         softplus, merge, route_order, accum, zero, bd, bn, chunk, warps, seg_len, n_seg = ctx.cfg
         batch, dim, lmap = delta.shape
         K, lr = idx.shape
-        ch, nstate = dim // K, A.shape[1]
+        ch, nstate = dim // K, At.shape[0]
         u_shared = u.shape[1] == ch
         dev = u.device
         f32 = dict(dtype=torch.float32, device=dev)
         n_blk = dim // bd
         du = _fill(u.dtype if not (u_shared or accum) else torch.float32, zero, batch, dim, lmap, device=dev)
         ddelta = _fill(delta.dtype if not accum else torch.float32, zero, batch, dim, lmap, device=dev)
-        dBp = _fill(torch.float32, zero, batch, n_blk, nstate, lmap, device=dev)
-        dCp = _fill(torch.float32, zero, batch, n_blk, nstate, lmap, device=dev)
-        dA = torch.zeros(dim, nstate, **f32)
+        dBp = _fill(torch.float32, zero, batch, n_blk, lmap, nstate, device=dev)
+        dCp = _fill(torch.float32, zero, batch, n_blk, lmap, nstate, device=dev)
+        dAt = torch.zeros(nstate, dim, **f32)
         dD = torch.zeros(dim, **f32) if D is not None else None
         dbias = torch.zeros(dim, **f32) if delta_bias is not None else None
-        seg_w = _alloc.empty(batch, dim, n_seg, nstate, **f32) if n_seg > 1 else dA
+        seg_w = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else dAt
         scratch = torch.empty(batch * n_blk * n_seg * chunk * bd * bn, **f32)
         opt = lambda t: t if t is not None else du
         args = (
-            u, delta, A, B, C, opt(D), opt(delta_bias), idx, dy, starts, seg_w, seg_sum, scratch,
-            du, ddelta, dA, dBp, dCp, opt(dD), opt(dbias),
+            u, delta, At, B, C, opt(D), opt(delta_bias), idx, dy, starts, seg_w, seg_sum, scratch,
+            du, ddelta, dAt, dBp, dCp, opt(dD), opt(dbias),
             lr, lmap, ch, nstate, seg_len, n_seg,
             *u.stride(), *delta.stride(), *dy.stride(), *B.stride(), *C.stride(),
         )
         flags = dict(
             HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus, U_SHARED=u_shared,
             G_SHARED=merge, G_AT_STEP=route_order, ACCUM=accum, CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn,
-            num_warps=warps,
+            EVEN_N=bn == nstate, num_warps=warps,
         )
         grid = (batch, n_blk, n_seg)
         if n_seg > 1:
@@ -141,14 +146,22 @@ class _RoutedScan(torch.autograd.Function):
         if u_shared:
             du = du.view(batch, K, ch, lmap).sum(1)
         # Per-block partial grads of B and C -> sum over the blocks of each route.
-        dB = dBp.view(batch, K, n_blk // K, nstate, lmap).sum(2)
-        dC = dCp.view(batch, K, n_blk // K, nstate, lmap).sum(2)
+        dB = dBp.view(batch, K, n_blk // K, lmap, nstate).sum(2).transpose(-1, -2)
+        dC = dCp.view(batch, K, n_blk // K, lmap, nstate).sum(2).transpose(-1, -2)
         return (
-            du.to(u.dtype), ddelta.to(delta.dtype), dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
+            du.to(u.dtype), ddelta.to(delta.dtype), dAt.t(), dB.to(B.dtype), dC.to(C.dtype),
             dD.to(D.dtype) if D is not None else None,
             dbias.to(delta_bias.dtype) if delta_bias is not None else None,
             None, None, None, None, None, None, None,
         )
+
+
+def _n_contiguous(t):
+    """(batch, K, N, Lmap) float32 view stored (batch, K, Lmap, N): one vector load per visited position.
+    A layout change of B and C in map order (no permutation); they are ~N/C of the traffic."""
+    if t.dtype == torch.float32 and t.stride(-2) == 1:
+        return t
+    return t.transpose(-1, -2).to(torch.float32, memory_format=torch.contiguous_format).transpose(-1, -2)
 
 
 def routed_selective_scan_triton(
@@ -159,6 +172,6 @@ def routed_selective_scan_triton(
     idx, injective, covers = _route_kind(index, delta.shape[2], u.device)
     f32 = lambda t: t.float().contiguous() if t is not None else None
     return _RoutedScan.apply(
-        u, delta, f32(A), B, C, f32(D), f32(delta_bias), idx, delta_softplus, merge, out_dtype or u.dtype,
-        output_order == "route", injective, covers,
+        u, delta, f32(A), _n_contiguous(B), _n_contiguous(C), f32(D), f32(delta_bias), idx, delta_softplus, merge,
+        out_dtype or u.dtype, output_order == "route", injective, covers,
     )
