@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath, LayerNorm2d
 
 from .linear2d import Linear2d
-from .ss2d import RoutedSSM, route_index
+from .ss2d import RoutedSSM, route_index, row_major_index
 
 __all__ = ["ChannelSE", "ConvFFN", "MS2D", "MSBlock", "multiscale_index"]
 
@@ -35,7 +35,8 @@ def multiscale_index(h: int, w: int, device: torch.device) -> torch.Tensor:
     of an h x w map stored as three consecutive copies (positions offset by 0, hw, 2hw)."""
     cross = route_index("cross", h, w, device)  # row, col, row reversed, col reversed
     n = h * w
-    return torch.cat([cross[2], cross[1] + n, cross[3] + 2 * n])[None]
+    with torch.inference_mode(False), torch.no_grad():
+        return torch.cat([cross[2], cross[1] + n, cross[3] + 2 * n])[None]
 
 
 class ChannelSE(nn.Module):
@@ -93,7 +94,7 @@ class MS2D(RoutedSSM):
         y_low = self.scan(low.flatten(2), multiscale_index(h, w, x.device), sets=slice(0, 1), copies=3,
                           force_fp32=True)
         y_low = self.out_norm(y_low.view(batch, dim, 3 * h, w)).to(dtype).view(batch, dim, 3, h, w).sum(2)
-        y_full = self.scan(full.flatten(2), route_index("cross", H, W, x.device)[:1], sets=slice(1, 2),
+        y_full = self.scan(full.flatten(2), row_major_index(H, W, x.device), sets=slice(1, 2),
                            force_fp32=True)
         y = self.out_norm(y_full.view(batch, dim, H, W)).to(dtype)
         y = y + F.interpolate(y_low, size=(H, W), mode="bilinear", align_corners=False)

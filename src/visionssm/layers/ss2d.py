@@ -28,7 +28,7 @@ from timm.layers import LayerNorm2d
 from ..ops.scan_routes import atrous_routes, cross_routes, routed_selective_scan
 from .linear2d import Linear2d
 
-__all__ = ["RoutedSSM", "SS2D", "route_index"]
+__all__ = ["RoutedSSM", "SS2D", "route_index", "row_major_index"]
 
 _ROUTES = {"cross": cross_routes, "atrous": atrous_routes}
 
@@ -43,7 +43,14 @@ def route_index(kind: str, H: int, W: int, device: torch.device) -> torch.Tensor
     """Cached (K, Lr) index map of a route family for an H x W map (built once per size and device)."""
     if kind not in _ROUTES:
         raise ValueError(f"SS2D: unknown routes {kind!r}; choose one of {sorted(_ROUTES)}")
-    return _ROUTES[kind](H, W, device=device)
+    with torch.inference_mode(False), torch.no_grad():  # usable later in training even if first built at eval
+        return _ROUTES[kind](H, W, device=device)
+
+
+@functools.lru_cache(maxsize=128)
+def row_major_index(H: int, W: int, device: torch.device) -> torch.Tensor:
+    """Cached (1, H*W) row-major route (one tensor per size: the routed op caches per index tensor)."""
+    return route_index("cross", H, W, device)[:1].clone()
 
 
 class RoutedSSM(nn.Module):
@@ -93,17 +100,20 @@ class RoutedSSM(nn.Module):
         k, r, n = xw.shape[0], self.dt_rank, self.d_state
         if index.shape[0] != k:
             raise ValueError(f"SS2D: index has {index.shape[0]} routes but {k} parameter sets were selected")
-        x_dbl = torch.matmul(xw.reshape(k * (r + 2 * n), dim), u).view(batch, k, r + 2 * n, length)
-        dts, bs, cs = x_dbl.split([r, n, n], dim=2)
-        delta = F.conv1d(dts.reshape(batch, k * r, length), dw.reshape(k * dim, r, 1), groups=k)
-        bs, cs = bs.contiguous(), cs.contiguous()
+        # Token-major projections: after LayerNorm2d / 1x1 convs the map is channels-last in memory, so u.mT is
+        # contiguous and delta comes out channel-contiguous (B, K*D, L) -- the layout the routed kernel gathers
+        # with one coalesced load per visited position. No copy of u is made.
+        x_dbl = F.linear(u.transpose(1, 2), xw.reshape(k * (r + 2 * n), dim)).view(batch, length, k, r + 2 * n)
+        dts, bs, cs = x_dbl.split([r, n, n], dim=-1)
+        delta = torch.einsum("blkr,kdr->blkd", dts, dw).reshape(batch, length, k * dim).transpose(1, 2)
+        bs, cs = bs.permute(0, 2, 3, 1), cs.permute(0, 2, 3, 1)  # (B, K, N, L) views, N-contiguous
         if copies > 1:
             u, delta, bs, cs = (t.repeat(*(1,) * (t.dim() - 1), copies) for t in (u, delta, bs, cs))
         if force_fp32:
             u, delta, bs, cs = (_fp32(t) for t in (u, delta, bs, cs))
         rows = slice(sets.start * dim, sets.stop * dim)
         return routed_selective_scan(
-            u.contiguous(), delta, -torch.exp(_fp32(self.A_logs[rows])), bs, cs, index,
+            u, delta, -torch.exp(_fp32(self.A_logs[rows])), bs, cs, index,
             D=_fp32(self.Ds[rows]), delta_bias=_fp32(self.dt_projs_bias[sets].reshape(-1)),
             delta_softplus=True, merge=True, out_dtype=torch.promote_types(u.dtype, torch.float32),
             backend=self.backend,
