@@ -197,7 +197,7 @@ class HierarchicalSSM(nn.Module):
         if output_fmt not in ("NCHW", "NHWC"):
             raise ValueError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
         take_indices, max_index = feature_take_indices(len(self.layers), indices)
-        last = len(self.layers) - 1
+        last = len(self.dims) - 1  # classifier.norm fits the last stage only
         stages = self.layers[: max_index + 1] if stop_early else self.layers
         x = self.patch_embed(x)
         intermediates = []
