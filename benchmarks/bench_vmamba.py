@@ -132,12 +132,11 @@ def main():
 
         selective_scan_fn = load_selective_scan_fn(verbose=False)
 
-    swin = timm.create_model(SWIN).cuda().eval()
-    swin_ms, swin_mem = time_model(swin, x, dtype, a.warmup, a.reps)
-    swin_ips = a.batch / swin_ms * 1e3
-    del swin
+    swin, swin_model, swin_fmt = measure(SWIN, x, dtype, a)  # Swin-T also gets its faster memory format
+    swin_ms, swin_ips, swin_mem = swin["median_ms"], swin["img_per_s"], swin["peak_mem_gib"]
+    del swin_model
     torch.cuda.empty_cache()
-    print(f"{SWIN:<26}{swin_ms:9.2f} ms{swin_ips:9.0f} img/s{swin_mem:7.2f} GiB")
+    print(f"{SWIN:<26}{swin_ms:9.2f} ms{swin_ips:9.0f} img/s{swin_mem:7.2f} GiB  {swin_fmt}")
 
     tag = gpu.lower().replace("nvidia", "").strip().split()[0]
     out = Path(a.out) if a.out else Path(__file__).parent / "results" / f"vmamba_{tag}.json"
@@ -152,12 +151,14 @@ def main():
             continue
         rec, model, fmt = measure(name, x, dtype, a)
         rec.update(batch=a.batch, img_size=a.img_size, dtype=a.dtype, base_swin_model=SWIN, base_swin_ms=swin_ms,
+                   base_swin_memory_format=swin_fmt,
                    base_swin_img_per_s=swin_ips, base_swin_peak_gib=swin_mem,
                    speedup_vs_swin=rec["img_per_s"] / swin_ips)
         line = (f"{name:<26}{rec['median_ms']:9.2f} ms{rec['img_per_s']:9.0f} img/s{rec['peak_mem_gib']:7.2f} GiB"
                 f"  {fmt:<13} x{rec['speedup_vs_swin']:.2f} Swin-T")
         if selective_scan_fn is not None:
             mf = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
+            model = model.to(memory_format=mf)
             with scan_backend(mamba_routed_scan(selective_scan_fn)):
                 ms, mem = time_model(model, x.contiguous(memory_format=mf), dtype, a.warmup, a.reps)
             rec.update(base_mamba_ms=ms, base_mamba_img_per_s=a.batch / ms * 1e3, base_mamba_peak_gib=mem,
