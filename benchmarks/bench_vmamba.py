@@ -1,7 +1,7 @@
 """Inference throughput (img/s) and peak memory of the VMamba family vs timm Swin-T, in one run.
 
     python benchmarks/bench_vmamba.py [--batch 128] [--img-size 224] [--dtype bf16] [--models ...]
-        [--reps 20] [--warmup 8] [--no-baseline] [--out FILE]
+        [--reps 15] [--warmup 5] [--time-budget 190] [--no-baseline] [--out FILE]
 
 Every VMamba / MSVMamba / EfficientVMamba variant we register, at 224x224, batch 128, autocast bf16, eval and
 inference_mode; each in NCHW and channels_last memory (the faster is the headline ``img_per_s``).
