@@ -5,6 +5,8 @@ outputs and every parameter gradient; official parameter names/shapes; torch vs 
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from visionssm.layers.ms2d import MS2D
 from visionssm.layers.ss2d import SS2D
@@ -98,6 +100,17 @@ def test_ss2d_matches_official_recipe_and_gradients(label, kwargs, routes, hw):
     grads_ref = torch.autograd.grad(y_ref, params, g)
     for (name, _), a, b in zip([("x", None), *m.named_parameters()], grads, grads_ref):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10, msg=name)
+
+
+@settings(max_examples=12, deadline=None)
+@given(H=st.integers(1, 7), W=st.integers(1, 7), n=st.integers(1, 5), gate=st.booleans(),
+       routes=st.sampled_from(["cross", "atrous"]), seed=st.integers(0, 2**16))
+def test_ss2d_any_map_size_matches_official_recipe(H, W, n, gate, routes, seed):
+    torch.manual_seed(seed)
+    m = SS2D(8, d_state=n, ssm_ratio=1.5, gate=gate, conv_bias=gate, routes=routes, backend="torch").double()
+    _randomise(m)
+    x = torch.randn(1, 8, H, W, dtype=torch.float64)
+    torch.testing.assert_close(m(x), ss2d_reference(m, x), rtol=1e-9, atol=1e-11)
 
 
 def test_ms2d_matches_official_recipe_and_gradients():
