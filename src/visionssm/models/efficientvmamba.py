@@ -95,7 +95,7 @@ def _cfg(url: str = "", **kwargs) -> dict:
         "url": url, "num_classes": 1000, "input_size": (3, 224, 224), "pool_size": (7, 7),
         "crop_pct": 0.875, "interpolation": "bicubic", "fixed_input_size": False,
         "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
-        "first_conv": "patch_embed.0", "classifier": "classifier.head", "license": "mit",
+        "first_conv": "patch_embed.0", "classifier": "classifier.head",  # the repository states no license
         "paper_ids": "arXiv:2403.09977",
         "paper_name": "EfficientVMamba: Atrous Selective Scan for Light Weight Visual Mamba",
         "origin_url": "https://github.com/TerryPei/EfficientVMamba", **kwargs,
