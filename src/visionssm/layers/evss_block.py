@@ -1,7 +1,7 @@
 """Efficient VSS block (EfficientVMamba): atrous SS2D branch + depthwise-conv branch, each re-weighted by one
 shared channel attention, summed into the residual.
 
-Pei et al., "EfficientVMamba: Atrous Selective Scan for Light Weight Visual Mamba", AAAI 2025
+Pei et al., "EfficientVMamba: Atrous Selective Scan for Light Weight Visual Mamba"
 (arXiv 2403.09977). Spec: /work/shared/specs/hierarchical_family.md §3.2.
 official: TerryPei/EfficientVMamba classification/lib/models/mamba/efficient_mamba.py (VSSBlock, BiAttn);
 keys norm, op, conv_branch.{0,1,3}, se.{norm,global_reduce,channel_select}.

@@ -1,6 +1,6 @@
 """EfficientVMamba: atrous (skip-sampled) SS2D blocks in stages 1-2, MobileNetV2 inverted residuals in 3-4.
 
-Pei et al., "EfficientVMamba: Atrous Selective Scan for Light Weight Visual Mamba", AAAI 2025
+Pei et al., "EfficientVMamba: Atrous Selective Scan for Light Weight Visual Mamba"
 (arXiv 2403.09977). Spec: /work/shared/specs/hierarchical_family.md §3.
 official: TerryPei/EfficientVMamba classification/lib/models/mamba/efficient_mamba.py (EfficientVSSM) with
 the trained configurations of classification/logs/log_efficient_vmamba_*.txt (d_state 16, ssm_ratio 2, no MLP,
