@@ -16,5 +16,8 @@ __all__ = ["Linear2d"]
 
 class Linear2d(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, in, H, W) -> (B, out, H, W) as a 1x1 convolution (a GEMM in channels_last memory)."""
+        """(B, in, H, W) -> (B, out, H, W). On a channels-last map (the usual case after LayerNorm2d) a plain
+        GEMM over the tokens, returning a channels-last map; otherwise a 1x1 convolution."""
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+            return F.linear(x.permute(0, 2, 3, 1), self.weight, self.bias).permute(0, 3, 1, 2)
         return F.conv2d(x, self.weight[:, :, None, None], self.bias)
