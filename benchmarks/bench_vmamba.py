@@ -61,6 +61,8 @@ def mamba_routed_scan(selective_scan_fn):
 
     def routed(u, delta, A, B, C, index, D=None, delta_bias=None, delta_softplus=True, merge=True, out_dtype=None,
                backend=None, output_order="map"):
+        if not merge and output_order != "route":
+            raise NotImplementedError("baseline: merge=False only with output_order='route'")
         batch, kd, lmap = delta.shape
         K, lr = index.shape
         d = kd // K
@@ -72,6 +74,8 @@ def mamba_routed_scan(selective_scan_fn):
         dtype = xs.dtype
         ys = selective_scan_fn(xs, dts.reshape(batch, kd, lr).to(dtype), A, bs.to(dtype), cs.to(dtype), D, None,
                                delta_bias, delta_softplus)
+        if output_order == "route":  # MSVMamba's low branch: outputs per visit, in route order
+            return ys.to(out_dtype or u.dtype)
         ys = ys.view(batch, K, d, lr).float()
         y = ys.new_zeros(batch, d, lmap)
         for k in range(K):

@@ -71,12 +71,13 @@ def scan_flops(batch, dim, steps, n_state, has_d=True) -> int:
 
 
 def shape_only_scan(u, delta, A, B, C, index, D=None, delta_bias=None, delta_softplus=True, merge=True,
-                    out_dtype=None, backend=None):
+                    out_dtype=None, backend=None, output_order="map"):
     """Stands in for routed_selective_scan while counting: records the scan FLOPs, returns zeros (fast on meta;
     the real op's own record is checked against the same formula in test_routes_op_records_scan_flops)."""
     batch, kdim, lmap = delta.shape
     _flops.add("selective_scan", scan_flops(batch, kdim, index.shape[1], A.shape[1], D is not None))
-    return u.new_zeros(batch, kdim // index.shape[0], lmap, dtype=out_dtype or u.dtype)
+    shape = (kdim // index.shape[0], lmap) if merge else (kdim, index.shape[1] if output_order == "route" else lmap)
+    return u.new_zeros(batch, *shape, dtype=out_dtype or u.dtype)
 
 
 def official_style_flops(model, img=224, monkeypatch=None) -> tuple[float, float, float]:

@@ -8,14 +8,13 @@ VSSBlock with convFFN) and classification/models/utils.py (ConvFFN, SEModule); k
 in_proj C -> 2D (x, z). Full resolution: dwconv 3x3 -> SiLU -> one row-major route (parameter set 1).
 Half resolution: dwconv 7x7 stride 2 on the same x -> SiLU -> ONE route that walks the map three times
 (row-major reversed, column-major, column-major reversed; the state flows across the three) with parameter
-set 0. Each visit's output goes through out_norm before the three are summed, so the low branch scans a map
-of three copies (one output per visit), then it is bilinearly upsampled and added to the normed full branch;
+set 0. Each visit's output goes through out_norm before the three are un-permuted and summed (the scan returns
+its outputs in route order for that), then it is bilinearly upsampled and added to the normed full branch;
 then channel SE, the SiLU(z) gate and out_proj.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -26,17 +25,7 @@ from timm.layers import DropPath, LayerNorm2d
 from .linear2d import Linear2d
 from .ss2d import RoutedSSM, route_index, row_major_index
 
-__all__ = ["ChannelSE", "ConvFFN", "MS2D", "MSBlock", "multiscale_index"]
-
-
-@functools.lru_cache(maxsize=128)
-def multiscale_index(h: int, w: int, device: torch.device) -> torch.Tensor:
-    """(1, 3hw): row-major reversed over copy 0, column-major over copy 1, column-major reversed over copy 2
-    of an h x w map stored as three consecutive copies (positions offset by 0, hw, 2hw)."""
-    cross = route_index("cross", h, w, device)  # row, col, row reversed, col reversed
-    n = h * w
-    with torch.inference_mode(False), torch.no_grad():
-        return torch.cat([cross[2], cross[1] + n, cross[3] + 2 * n])[None]
+__all__ = ["ChannelSE", "ConvFFN", "MS2D", "MSBlock"]
 
 
 class ChannelSE(nn.Module):
@@ -91,9 +80,11 @@ class MS2D(RoutedSSM):
         full, low = self.act(self.conv2d(x)), self.act(self.conv2d_b1(x))
         batch, dim, H, W = full.shape
         h, w = low.shape[-2:]
-        y_low = self.scan(low.flatten(2), multiscale_index(h, w, x.device), sets=slice(0, 1), copies=3,
-                          force_fp32=True)
-        y_low = self.out_norm(y_low.view(batch, dim, 3 * h, w)).to(dtype).view(batch, dim, 3, h, w).sum(2)
+        y_low = self.scan(low.flatten(2), route_index("multiscale", h, w, x.device), sets=slice(0, 1),
+                          by_visit=True, force_fp32=True)  # (B, D, 3hw): row reversed, column, column reversed
+        y_low = self.out_norm(y_low[..., None])[..., 0].to(dtype)  # LayerNorm per visit
+        rows, cols, cols_rev = y_low.chunk(3, dim=-1)
+        y_low = rows.flip(-1).view(batch, dim, h, w) + (cols + cols_rev.flip(-1)).view(batch, dim, w, h).mT
         y_full = self.scan(full.flatten(2), row_major_index(H, W, x.device), sets=slice(1, 2),
                            force_fp32=True)
         y = self.out_norm(y_full.view(batch, dim, H, W)).to(dtype)

@@ -25,12 +25,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import LayerNorm2d
 
-from ..ops.scan_routes import atrous_routes, cross_routes, routed_selective_scan
+from ..ops.scan_routes import atrous_routes, cross_routes, multiscale_routes, routed_selective_scan
 from .linear2d import Linear2d
 
 __all__ = ["RoutedSSM", "SS2D", "route_index", "row_major_index"]
 
-_ROUTES = {"cross": cross_routes, "atrous": atrous_routes}
+_ROUTES = {"cross": cross_routes, "atrous": atrous_routes, "multiscale": multiscale_routes}
+_SS2D_ROUTES = ("cross", "atrous")
 
 
 def _fp32(t: torch.Tensor) -> torch.Tensor:
@@ -86,13 +87,12 @@ class RoutedSSM(nn.Module):
         self.A_logs.copy_(torch.log(a).expand_as(self.A_logs))
         self.Ds.fill_(1.0)
 
-    def scan(self, u: torch.Tensor, index: torch.Tensor, sets: slice | None = None, copies: int = 1,
+    def scan(self, u: torch.Tensor, index: torch.Tensor, sets: slice | None = None, by_visit: bool = False,
              force_fp32: bool = False) -> torch.Tensor:
-        """u (B, D, Lmap) -> (B, D, copies * Lmap), float32 or wider: the summed route outputs at map positions.
+        """u (B, D, Lmap) -> (B, D, Lmap), float32 or wider: the summed route outputs at map positions; with
+        ``by_visit`` (one route) (B, D, Lr): the output of every step in route order, no merge.
 
-        ``sets`` picks the parameter sets used (one per route of ``index``). ``copies > 1`` scans a map made
-        of that many copies of u (projections computed once and repeated), so a route may visit every
-        position several times and still get one output per visit (MSVMamba's low-resolution branch).
+        ``sets`` picks the parameter sets used (one per route of ``index``).
         """
         sets = sets or slice(0, self.k_group)
         batch, dim, length = u.shape
@@ -107,16 +107,14 @@ class RoutedSSM(nn.Module):
         dts, bs, cs = x_dbl.split([r, n, n], dim=-1)
         delta = torch.einsum("blkr,kdr->blkd", dts, dw).reshape(batch, length, k * dim).transpose(1, 2)
         bs, cs = bs.permute(0, 2, 3, 1), cs.permute(0, 2, 3, 1)  # (B, K, N, L) views, N-contiguous
-        if copies > 1:
-            u, delta, bs, cs = (t.repeat(*(1,) * (t.dim() - 1), copies) for t in (u, delta, bs, cs))
         if force_fp32:
             u, delta, bs, cs = (_fp32(t) for t in (u, delta, bs, cs))
         rows = slice(sets.start * dim, sets.stop * dim)
         return routed_selective_scan(
             u, delta, -torch.exp(_fp32(self.A_logs[rows])), bs, cs, index,
             D=_fp32(self.Ds[rows]), delta_bias=_fp32(self.dt_projs_bias[sets].reshape(-1)),
-            delta_softplus=True, merge=True, out_dtype=torch.promote_types(u.dtype, torch.float32),
-            backend=self.backend,
+            delta_softplus=True, merge=not by_visit, out_dtype=torch.promote_types(u.dtype, torch.float32),
+            backend=self.backend, output_order="route" if by_visit else "map",
         )
 
 
@@ -144,8 +142,8 @@ class SS2D(RoutedSSM):
         backend: str | None = None,
     ):
         super().__init__()
-        if routes not in _ROUTES:
-            raise ValueError(f"SS2D: unknown routes {routes!r}; choose one of {sorted(_ROUTES)}")
+        if routes not in _SS2D_ROUTES:
+            raise ValueError(f"SS2D: unknown routes {routes!r}; choose one of {_SS2D_ROUTES}")
         d_inner = int(ssm_ratio * d_model)
         dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
         self.d_model, self.gate, self.routes, self.force_fp32 = d_model, gate, routes, force_fp32
