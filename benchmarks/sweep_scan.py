@@ -1,6 +1,7 @@
-"""Launch-configuration sweep of our Triton selective scan (H100 tuning aid; prints a table, no JSON).
+"""Tuning sweep of our Triton selective scan (prints a table, no JSON). Each argument is one variant, a
+';'-separated list of VISIONSSM_SCAN_* settings, e.g.  "CFG=32,16,1;TILES=s;MAXNREG_BWD=168".
 
-    python benchmarks/sweep_scan.py  bd,chunk,warps[,programs] ...
+    python benchmarks/sweep_scan.py VARIANT ...
 """
 
 from __future__ import annotations
@@ -18,27 +19,31 @@ from mamba_baseline import load_selective_scan_fn  # noqa: E402
 from visionssm.ops.selective_scan import selective_scan  # noqa: E402
 
 
+def apply(variant: str):
+    for k in [k for k in os.environ if k.startswith("VISIONSSM_SCAN_")]:
+        del os.environ[k]
+    for item in filter(None, variant.split(";")):
+        k, v = item.split("=", 1)
+        os.environ[f"VISIONSSM_SCAN_{k}"] = v
+
+
 def main():
-    cfgs = sys.argv[1:] or ["32,16,1"]
+    variants = sys.argv[1:] or [""]
     base = load_selective_scan_fn(verbose=False)
     ours = lambda **kw: selective_scan(**kw, delta_softplus=True, backend="triton")
-    print(f"{'shape':<22}" + "".join(f"{c:>22}" for c in cfgs) + f"{'mamba':>16}")
+    for i, v in enumerate(variants):
+        print(f"v{i}: {v or '(defaults)'}")
+    print(f"{'shape':<22}" + "".join(f"{'v' + str(i):>20}" for i in range(len(variants))) + f"{'mamba':>18}")
     for shape in SHAPES:
         x = make_inputs(*shape, torch.bfloat16)
         cells = []
-        for c in cfgs:
-            bd_chunk_warps = ",".join(c.split(",")[:3])
-            os.environ["VISIONSSM_SCAN_CFG"] = bd_chunk_warps
-            if len(c.split(",")) > 3:
-                os.environ["VISIONSSM_SCAN_PROGRAMS"] = c.split(",")[3]
-            else:
-                os.environ.pop("VISIONSSM_SCAN_PROGRAMS", None)
-            f, fb = time_fn(ours, x, False), time_fn(ours, x, True)
-            cells.append(f"{f:9.3f}/{fb:9.3f}  ")
+        for v in variants:
+            apply(v)
+            cells.append(f"{time_fn(ours, x, False):7.3f}/{time_fn(ours, x, True):7.3f}")
+        apply("")
         mb = lambda **kw: base(**kw, delta_softplus=True)
         m = f"{time_fn(mb, x, False):7.3f}/{time_fn(mb, x, True):7.3f}" if base else "-"
-        os.environ.pop("VISIONSSM_SCAN_CFG", None)
-        print(f"{str(shape):<22}" + "".join(f"{s:>22}" for s in cells) + f"{m:>16}", flush=True)
+        print(f"{str(shape):<22}" + "".join(f"{c:>20}" for c in cells) + f"{m:>18}", flush=True)
 
 
 if __name__ == "__main__":
