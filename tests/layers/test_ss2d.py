@@ -164,11 +164,14 @@ def test_bad_routes_name_is_one_line_error():
         SS2D(8, routes="zigzag")
 
 
-@pytest.mark.parametrize("routes,gate", [("cross", False), ("atrous", True)])
-def test_torch_and_triton_paths_agree(routes, gate, triton_device):
+@pytest.mark.parametrize("routes,gate,fmt", [
+    ("cross", False, torch.channels_last), ("atrous", True, torch.channels_last), ("cross", True, torch.contiguous_format),
+])
+def test_torch_and_triton_paths_agree(routes, gate, fmt, triton_device):
+    """channels_last maps reach the scan channel-contiguous (u, delta strided views), NCHW ones L-contiguous."""
     torch.manual_seed(2)
     m = SS2D(16, d_state=2, ssm_ratio=1.0, routes=routes, gate=gate, backend="torch").to(triton_device)
-    x = torch.randn(2, 16, 6, 5, device=triton_device, requires_grad=True)
+    x = torch.randn(2, 16, 6, 6, device=triton_device).contiguous(memory_format=fmt).requires_grad_()
     y = m(x)
     (gx,) = torch.autograd.grad(y.square().sum(), x)
     m.backend = "triton"
