@@ -165,7 +165,8 @@ def test_bad_routes_name_is_one_line_error():
 
 
 @pytest.mark.parametrize("routes,gate,fmt", [
-    ("cross", False, torch.channels_last), ("atrous", True, torch.channels_last), ("cross", True, torch.contiguous_format),
+    ("cross", False, torch.channels_last), ("atrous", True, torch.channels_last),
+    ("cross", True, torch.contiguous_format),
 ])
 def test_torch_and_triton_paths_agree(routes, gate, fmt, triton_device):
     """channels_last maps reach the scan channel-contiguous (u, delta strided views), NCHW ones L-contiguous."""
