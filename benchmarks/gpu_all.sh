@@ -19,7 +19,7 @@ run() {  # name, seconds, command...
 }
 for part in "$@"; do
   case $part in
-    tests) run tests 240 python3 -m pytest tests -m gpu -q -x -p no:cacheprovider ;;
+    tests) run tests 300 python3 -m pytest tests -m gpu -q -rf --tb=short -p no:cacheprovider ;;
     scan) run scan 200 python3 benchmarks/bench_scan.py ;;
     routes) run routes 200 bash benchmarks/gpu_routes.sh ;;
     vmamba) run vmamba 240 bash benchmarks/gpu_vmamba.sh ;;
