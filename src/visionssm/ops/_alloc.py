@@ -20,7 +20,9 @@ def empty(*shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
 
 
 def empty_like(x: torch.Tensor) -> torch.Tensor:
-    return empty(*x.shape, dtype=x.dtype, device=x.device)
+    """Same shape, dtype and (dense) memory layout as ``x``."""
+    out = torch.empty_like(x)
+    return out.fill_(float("nan")) if _poison and x.dtype.is_floating_point else out
 
 
 @contextlib.contextmanager

@@ -17,14 +17,16 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_fwd import LOG2E, _softplus
+from .triton_fwd import _ld, _softplus, _st
+
+LN2 = tl.constexpr(0.6931471805599453)
 
 
 @triton.jit
 def selective_scan_bwd_kernel(
-    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, dlast_ptr, starts_ptr,
+    u_ptr, delta_ptr, At_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, dlast_ptr, starts_ptr,
     seg_w_ptr, seg_sum_ptr, scratch_ptr,
-    du_ptr, ddelta_ptr, dA_ptr, dBp_ptr, dCp_ptr, dD_ptr, dz_ptr, dbias_ptr,
+    du_ptr, ddelta_ptr, dAt_ptr, dBp_ptr, dCp_ptr, dD_ptr, dz_ptr, dbias_ptr,
     L, dim, dim_per_group, n_state, seg_len, n_seg,
     s_ub, s_ud, s_ul,
     s_db, s_dd, s_dl,
@@ -34,10 +36,12 @@ def selective_scan_bwd_kernel(
     s_Cb, s_Cg, s_Cn, s_Cl,
     MODE: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr, HAS_DLAST: tl.constexpr, CHUNK: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr,
 ):
-    # du, ddelta, dz: contiguous (batch, dim, L); dBp, dCp: (batch, dim // BLOCK_D, N, L) float32;
-    # seg_w: (batch, dim, n_seg, N); seg_sum: (batch, dim, n_seg) from the forward; dA (dim, N).
+    # Tiles are (N, BLOCK_D): one channel per thread, its N states in registers (see triton_fwd.py).
+    # du, ddelta, dz: contiguous (batch, dim, L); dBp, dCp: (batch, dim // BLOCK_D, L, N) float32;
+    # seg_w: (batch, n_seg, N, dim); seg_sum: (batch, n_seg, dim) and starts (batch, n_chunks, N, dim)
+    # from the forward; At (N, dim) = A^T log2(e); dAt (N, dim) float32 accumulator.
     pid_b = tl.program_id(0)
     pid_d = tl.program_id(1)
     pid_s = tl.program_id(2)
@@ -45,23 +49,24 @@ def selective_scan_bwd_kernel(
     d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     n = tl.arange(0, BLOCK_N)
     n_ok = n < n_state
+    # Claim no contiguity along d so the compiler keeps one channel per thread (a vectorised (N, 4-channel)
+    # layout would split N across lanes and shuffle every step).
+    nd = n[:, None] * dim + tl.max_contiguous(d, 1)[None, :]
+    nd_ok = n_ok[:, None]
     g = (pid_d * BLOCK_D) // dim_per_group
-    A = tl.load(A_ptr + d[:, None] * n_state + n[None, :], mask=n_ok[None, :], other=0.0)
-    A2 = A * LOG2E
-    if HAS_D:
-        Dv = tl.load(D_ptr + d)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + d)
+    A2 = _ld(At_ptr + nd, nd_ok, EVEN_N)  # A log2(e); A itself is folded into LN2 below (fewer registers)
+    Dv = tl.load(D_ptr + d) if HAS_D else 0.0
+    bias = tl.load(bias_ptr + d) if HAS_BIAS else 0.0
     row = pid_b * dim + d
-    w = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)  # carry: decay_{t+1} * adj_{t+1}
+    w = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)  # carry: decay_{t+1} * adj_{t+1}
     if HAS_DLAST and MODE == 0:  # MODE=1 carries start from zero; the last state's grad is folded in here
-        w = tl.load(dlast_ptr + row[:, None] * n_state + n[None, :], mask=n_ok[None, :], other=0.0)
+        w = _ld(dlast_ptr + row[None, :] * n_state + n[:, None], nd_ok, EVEN_N)
     if MODE == 0:
         for jj in range(0, n_seg - 1 - pid_s):  # fold in the later segments, last first
             j = n_seg - 1 - jj
-            s = tl.load(seg_sum_ptr + row * n_seg + j)
-            e = tl.load(seg_w_ptr + (row[:, None] * n_seg + j) * n_state + n[None, :], mask=n_ok[None, :])
-            w = tl.exp2(s[:, None] * A2) * w + e
+            s = tl.load(seg_sum_ptr + (pid_b * n_seg + j) * dim + d)
+            e = _ld(seg_w_ptr + (pid_b * n_seg + j) * n_state * dim + nd, nd_ok, EVEN_N)
+            w = tl.exp2(s[None, :] * A2) * w + e
     i0 = pid_s * seg_len
     i1 = tl.minimum(i0 + seg_len, L)
     u_base = u_ptr + pid_b * s_ub + d * s_ud
@@ -71,11 +76,11 @@ def selective_scan_bwd_kernel(
     B_base = B_ptr + pid_b * s_Bb + g * s_Bg + n * s_Bn
     C_base = C_ptr + pid_b * s_Cb + g * s_Cg + n * s_Cn
     out_row = row * L
-    p_base = ((pid_b * n_blk + pid_d) * n_state + n) * L
+    p_base = (pid_b * n_blk + pid_d) * L * n_state + n  # dBp/dCp rows: one N-vector per token
     prog = (pid_b * n_blk + pid_d) * tl.num_programs(2) + pid_s
-    sc_base = scratch_ptr + prog * (CHUNK * BLOCK_D * BLOCK_N) + tl.arange(0, BLOCK_D)[:, None] * BLOCK_N + n[None, :]
+    sc_base = scratch_ptr + prog * (CHUNK * BLOCK_D * BLOCK_N) + n[:, None] * BLOCK_D + tl.arange(0, BLOCK_D)[None, :]
     n_chunks_total = tl.cdiv(L, CHUNK)
-    dA_acc = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+    dA_acc = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
     dD_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
     dbias_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
     c_first = i0 // CHUNK
@@ -85,29 +90,22 @@ def selective_scan_bwd_kernel(
         k0 = c * CHUNK
         k1 = tl.minimum(k0 + CHUNK, i1)
         if MODE == 0:
-            h0 = tl.load(starts_ptr + (row[:, None] * n_chunks_total + c) * n_state + n[None, :],
-                         mask=n_ok[None, :], other=0.0)
+            h0 = _ld(starts_ptr + (pid_b * n_chunks_total + c) * n_state * dim + nd, nd_ok, EVEN_N)
             h = h0
             for i in range(k0, k1):  # recompute the chunk's states into scratch
-                if REVERSE:
-                    t = L - 1 - i
-                else:
-                    t = i
+                t = L - 1 - i if REVERSE else i
                 u = tl.load(u_base + t * s_ul).to(tl.float32)
                 dt = tl.load(d_base + t * s_dl).to(tl.float32)
                 if HAS_BIAS:
                     dt += bias
                 if SOFTPLUS:
                     dt = _softplus(dt)
-                Bt = tl.load(B_base + t * s_Bl, mask=n_ok, other=0.0).to(tl.float32)
-                h = tl.exp2(dt[:, None] * A2) * h + (dt * u)[:, None] * Bt[None, :]
+                Bt = _ld(B_base + t * s_Bl, n_ok, EVEN_N).to(tl.float32)
+                h = tl.exp2(dt[None, :] * A2) * h + Bt[:, None] * (dt * u)[None, :]
                 tl.store(sc_base + (i - k0) * (BLOCK_D * BLOCK_N), h)
         for ii in range(0, k1 - k0):
             i = k1 - 1 - ii
-            if REVERSE:
-                t = L - 1 - i
-            else:
-                t = i
+            t = L - 1 - i if REVERSE else i
             x = tl.load(d_base + t * s_dl).to(tl.float32)
             if HAS_BIAS:
                 x += bias
@@ -116,49 +114,49 @@ def selective_scan_bwd_kernel(
             else:
                 dt = x
             dy = tl.load(g_base + t * s_gl).to(tl.float32)
-            Ct = tl.load(C_base + t * s_Cl, mask=n_ok, other=0.0).to(tl.float32)
+            Ct = _ld(C_base + t * s_Cl, n_ok, EVEN_N).to(tl.float32)
             if MODE == 0:
                 u = tl.load(u_base + t * s_ul).to(tl.float32)
                 h_t = tl.load(sc_base + (i - k0) * (BLOCK_D * BLOCK_N))
                 if HAS_Z:
                     z = tl.load(z_base + t * s_zl).to(tl.float32)
-                    y = tl.sum(h_t * Ct[None, :], axis=1)
+                    y = tl.sum(h_t * Ct[:, None], axis=0)
                     if HAS_D:
                         y += Dv * u
                     sz = tl.sigmoid(z)
                     tl.store(dz_ptr + out_row + t, (dy * y * sz * (1.0 + z * (1.0 - sz))).to(dz_ptr.dtype.element_ty))
                     dy = dy * z * sz
-                tl.store(dCp_ptr + p_base + t, tl.sum(h_t * dy[:, None], axis=0), mask=n_ok)
+                _st(dCp_ptr + p_base + t * n_state, tl.sum(h_t * dy[None, :], axis=1), n_ok, EVEN_N)
             else:
                 if HAS_Z:
                     z = tl.load(z_base + t * s_zl).to(tl.float32)
                     dy = dy * z * tl.sigmoid(z)
-            adj = Ct[None, :] * dy[:, None] + w
-            w = tl.exp2(dt[:, None] * A2) * adj
+            adj = Ct[:, None] * dy[None, :] + w
+            w = tl.exp2(dt[None, :] * A2) * adj
             if MODE == 0:
                 if i > k0:
                     h_prev = tl.load(sc_base + (i - 1 - k0) * (BLOCK_D * BLOCK_N))
                 else:
                     h_prev = h0
                 q = w * h_prev  # grad of (delta_t A)
-                Bt = tl.load(B_base + t * s_Bl, mask=n_ok, other=0.0).to(tl.float32)
-                gB = tl.sum(adj * Bt[None, :], axis=1)
-                ddt = tl.sum(q * A, axis=1) + gB * u
+                Bt = _ld(B_base + t * s_Bl, n_ok, EVEN_N).to(tl.float32)
+                gB = tl.sum(adj * Bt[:, None], axis=0)
+                ddt = tl.sum(q * A2, axis=0) * LN2 + gB * u
                 du = gB * dt
                 if HAS_D:
                     du += Dv * dy
                     dD_acc += dy * u
-                dA_acc += q * dt[:, None]
-                tl.store(dBp_ptr + p_base + t, tl.sum(adj * (dt * u)[:, None], axis=0), mask=n_ok)
+                dA_acc += q * dt[None, :]
+                _st(dBp_ptr + p_base + t * n_state, tl.sum(adj * (dt * u)[None, :], axis=1), n_ok, EVEN_N)
                 if SOFTPLUS:
                     ddt = ddt * tl.sigmoid(x)
                 dbias_acc += ddt
                 tl.store(du_ptr + out_row + t, du.to(du_ptr.dtype.element_ty))
                 tl.store(ddelta_ptr + out_row + t, ddt.to(ddelta_ptr.dtype.element_ty))
     if MODE == 1:
-        tl.store(seg_w_ptr + (row[:, None] * n_seg + pid_s) * n_state + n[None, :], w, mask=n_ok[None, :])
+        _st(seg_w_ptr + (pid_b * n_seg + pid_s) * n_state * dim + nd, w, nd_ok, EVEN_N)
     else:
-        tl.atomic_add(dA_ptr + d[:, None] * n_state + n[None, :], dA_acc, mask=n_ok[None, :])
+        tl.atomic_add(dAt_ptr + nd, dA_acc, mask=nd_ok)
         if HAS_D:
             tl.atomic_add(dD_ptr + d, dD_acc)
         if HAS_BIAS:

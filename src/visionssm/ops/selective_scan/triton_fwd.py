@@ -1,9 +1,11 @@
 """Triton forward kernel of the selective scan.
 
-Each program owns BLOCK_D channels x N states of one batch row, keeps the state in registers and steps
-through its time segment one token at a time (t = L-1 ... 0 when REVERSE). A token's u/delta/z/B/C are a
-few scalars per channel; the cache lines they sit in are reused by the next 31-63 steps, so the loop runs
-from L1 while thousands of independent programs hide each step's latency. No scan tree, no shared memory.
+Each program owns BLOCK_D channels of one batch row and steps through its time segment one token at a
+time (t = L-1 ... 0 when REVERSE). The state is a (N, BLOCK_D) register tile laid out with one channel per
+thread and all N states of that channel in the thread's registers (A is passed transposed, (N, dim), so
+the compiler lays the tile out along channels): the sum over N for y is a few in-thread FMAs, and the
+per-channel work (softplus, D skip, gate) is done once per channel, not once per (channel, state) lane.
+Steps run in chunks of T (unrolled); a chunk's token values are loaded one chunk ahead (see _chunk_tokens).
 
 Long sequences are cut into segments so that enough programs exist (``n_seg`` > 1). Then the kernel runs
 twice: MODE=1 computes each segment's end state from a zero start plus the sum of its deltas (the
@@ -26,8 +28,85 @@ def _softplus(x):
 
 
 @triton.jit
+def _ld(ptr, mask, EVEN: tl.constexpr):
+    """Load, masked only when the state size is not a power of two (EVEN: no predicates in the loop)."""
+    if EVEN:
+        return tl.load(ptr)
+    else:
+        return tl.load(ptr, mask=mask, other=0.0)
+
+
+@triton.jit
+def _st(ptr, val, mask, EVEN: tl.constexpr):
+    if EVEN:
+        tl.store(ptr, val)
+    else:
+        tl.store(ptr, val, mask=mask)
+
+
+@triton.jit
+def _split8(x, BD: tl.constexpr):
+    """(BD, 8) tile -> its 8 columns as (BD,) vectors."""
+    e, o = tl.split(tl.reshape(x, (BD, 4, 2)))  # columns 0,2,4,6 / 1,3,5,7
+    e0, e1 = tl.split(tl.reshape(e, (BD, 2, 2)))  # 0,4 / 2,6
+    o0, o1 = tl.split(tl.reshape(o, (BD, 2, 2)))  # 1,5 / 3,7
+    x0, x4 = tl.split(e0)
+    x2, x6 = tl.split(e1)
+    x1, x5 = tl.split(o0)
+    x3, x7 = tl.split(o1)
+    return x0, x1, x2, x3, x4, x5, x6, x7
+
+
+@triton.jit
+def _join8(ys, BD: tl.constexpr):
+    """8 (BD,) vectors -> (BD, 8) tile, the inverse of _split8."""
+    e = tl.reshape(tl.join(tl.join(ys[0], ys[4]), tl.join(ys[2], ys[6])), (BD, 4))
+    o = tl.reshape(tl.join(tl.join(ys[1], ys[5]), tl.join(ys[3], ys[7])), (BD, 4))
+    return tl.reshape(tl.join(e, o), (BD, 8))
+
+
+@triton.jit
+def _chunk_pos(i, i1, L, REVERSE: tl.constexpr):  # noqa: E302
+    """Memory positions of scan steps i .. i+7, clamped into the segment (masked where used)."""
+    ik = tl.minimum(i + tl.arange(0, 8), i1 - 1)
+    return L - 1 - ik if REVERSE else ik
+
+
+@triton.jit
+def _chunk_tokens(u_base, d_base, z_base, i, i1, L, s_ul, s_dl, s_zl,
+                  T: tl.constexpr, HAS_Z: tl.constexpr, REVERSE: tl.constexpr, BD: tl.constexpr,
+                  TILE_LOAD: tl.constexpr):
+    """Raw u/delta/z of scan steps i .. i+T-1 (clamped to the segment end i1), one (BLOCK_D,) vector each.
+
+    Loaded a whole chunk ahead of use: the loop is latency-bound (few warps per SM, one dependent step
+    after another), and T independent loads in flight hide a memory round trip behind T steps of work.
+    """
+    if TILE_LOAD:
+        # Why tiles: with the (batch, dim, L) layout a one-token load touches BD cache lines and every
+        # line is a separate L1/L2 request; a (BD, 8) tile asks for each line once per 8 tokens.
+        tt = _chunk_pos(i, i1, L, REVERSE)[None, :]
+        us = _split8(tl.load(u_base[:, None] + tt * s_ul), BD)
+        ds = _split8(tl.load(d_base[:, None] + tt * s_dl), BD)
+        zs = _split8(tl.load(z_base[:, None] + tt * s_zl), BD) if HAS_Z else us
+        return us, ds, zs
+    us = ()
+    ds = ()
+    zs = ()
+    for k in tl.static_range(T):
+        ik = tl.minimum(i + k, i1 - 1)
+        t = L - 1 - ik if REVERSE else ik
+        us = us + (tl.load(u_base + t * s_ul),)
+        ds = ds + (tl.load(d_base + t * s_dl),)
+        if HAS_Z:
+            zs = zs + (tl.load(z_base + t * s_zl),)
+        else:
+            zs = zs + (0.0,)
+    return us, ds, zs
+
+
+@triton.jit
 def selective_scan_fwd_kernel(
-    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, last_ptr, starts_ptr,
+    u_ptr, delta_ptr, At_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, last_ptr, starts_ptr,
     seg_end_ptr, seg_sum_ptr,
     L, dim, dim_per_group, n_state, seg_len, n_seg,
     s_ub, s_ud, s_ul,
@@ -38,29 +117,31 @@ def selective_scan_fwd_kernel(
     s_Cb, s_Cg, s_Cn, s_Cl,
     MODE: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr, SAVE_STARTS: tl.constexpr, CHUNK: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr, T: tl.constexpr,
+    TILE_LOAD: tl.constexpr, TILE_STORE: tl.constexpr,
 ):
-    # starts: (batch, dim, n_chunks, N); seg_end: (batch, dim, n_seg, N); seg_sum: (batch, dim, n_seg);
-    # last: (batch, dim, N); all contiguous float32.
+    # At: (N, dim) float32 = A^T * log2(e).  starts: (batch, n_chunks, N, dim); seg_end: (batch, n_seg, N, dim);
+    # seg_sum: (batch, n_seg, dim); last: (batch, dim, N); all contiguous float32.
     pid_b = tl.program_id(0)
     pid_d = tl.program_id(1)
     pid_s = tl.program_id(2)
     d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)  # BLOCK_D divides dim_per_group: one B/C group
     n = tl.arange(0, BLOCK_N)
     n_ok = n < n_state
+    # Claim no contiguity along d so the compiler keeps one channel per thread (a vectorised (N, 4-channel)
+    # layout would split N across lanes and shuffle every step).
+    nd = n[:, None] * dim + tl.max_contiguous(d, 1)[None, :]  # offsets of a (N, BLOCK_D) tile in an (N, dim) plane
+    nd_ok = n_ok[:, None]
     g = (pid_d * BLOCK_D) // dim_per_group
-    A2 = tl.load(A_ptr + d[:, None] * n_state + n[None, :], mask=n_ok[None, :], other=0.0) * LOG2E
-    if HAS_D:
-        Dv = tl.load(D_ptr + d)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + d)
-    row = pid_b * dim + d  # (BLOCK_D,) row index into (batch, dim, ...) buffers
-    h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+    A2 = _ld(At_ptr + nd, nd_ok, EVEN_N)
+    Dv = tl.load(D_ptr + d) if HAS_D else 0.0
+    bias = tl.load(bias_ptr + d) if HAS_BIAS else 0.0
+    h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
     if MODE == 0:
         for j in range(0, pid_s):  # fold in the earlier segments: h <- exp(A sum delta_j) h + end_j
-            s = tl.load(seg_sum_ptr + row * n_seg + j)
-            e = tl.load(seg_end_ptr + (row[:, None] * n_seg + j) * n_state + n[None, :], mask=n_ok[None, :])
-            h = tl.exp2(s[:, None] * A2) * h + e
+            s = tl.load(seg_sum_ptr + (pid_b * n_seg + j) * dim + d)
+            e = _ld(seg_end_ptr + (pid_b * n_seg + j) * n_state * dim + nd, nd_ok, EVEN_N)
+            h = tl.exp2(s[None, :] * A2) * h + e
     dsum = tl.zeros((BLOCK_D,), dtype=tl.float32)
     i0 = pid_s * seg_len
     i1 = tl.minimum(i0 + seg_len, L)
@@ -70,37 +151,56 @@ def selective_scan_fwd_kernel(
     o_base = out_ptr + pid_b * s_ob + d * s_od
     B_base = B_ptr + pid_b * s_Bb + g * s_Bg + n * s_Bn
     C_base = C_ptr + pid_b * s_Cb + g * s_Cg + n * s_Cn
-    for i in range(i0, i1):
-        if REVERSE:
-            t = L - 1 - i
+    n_chunks = tl.cdiv(L, CHUNK)
+    nxt = _chunk_tokens(u_base, d_base, z_base, i0, i1, L, s_ul, s_dl, s_zl, T, HAS_Z, REVERSE, BLOCK_D,
+                        TILE_LOAD)
+    for i in range(i0, i1, T):  # i0 and CHUNK are multiples of T
+        if TILE_LOAD:  # a chunk's tile is one request per line: load it when needed, keep registers free
+            us, ds, zs = _chunk_tokens(u_base, d_base, z_base, i, i1, L, s_ul, s_dl, s_zl, T, HAS_Z, REVERSE,
+                                       BLOCK_D, TILE_LOAD)
         else:
-            t = i
+            us, ds, zs = nxt
+            nxt = _chunk_tokens(u_base, d_base, z_base, i + T, i1, L, s_ul, s_dl, s_zl, T, HAS_Z, REVERSE,
+                                BLOCK_D, TILE_LOAD)
         if MODE == 0 and SAVE_STARTS:
             if i % CHUNK == 0:
-                tl.store(starts_ptr + (row[:, None] * tl.cdiv(L, CHUNK) + i // CHUNK) * n_state + n[None, :], h,
-                         mask=n_ok[None, :])
-        u = tl.load(u_base + t * s_ul).to(tl.float32)
-        dt = tl.load(d_base + t * s_dl).to(tl.float32)
-        if HAS_BIAS:
-            dt += bias
-        if SOFTPLUS:
-            dt = _softplus(dt)
-        Bt = tl.load(B_base + t * s_Bl, mask=n_ok, other=0.0).to(tl.float32)
-        h = tl.exp2(dt[:, None] * A2) * h + (dt * u)[:, None] * Bt[None, :]
-        if MODE == 0:
-            Ct = tl.load(C_base + t * s_Cl, mask=n_ok, other=0.0).to(tl.float32)
-            y = tl.sum(h * Ct[None, :], axis=1)
-            if HAS_D:
-                y += Dv * u
-            if HAS_Z:
-                z = tl.load(z_base + t * s_zl).to(tl.float32)
-                y = y * z * tl.sigmoid(z)
-            tl.store(o_base + t * s_ol, y.to(out_ptr.dtype.element_ty))
-        else:
-            dsum += dt
+                _st(starts_ptr + (pid_b * n_chunks + i // CHUNK) * n_state * dim + nd, h, nd_ok, EVEN_N)
+        ys = ()
+        for k in tl.static_range(T):
+            ik = i + k
+            valid = ik < i1
+            t = L - 1 - ik if REVERSE else ik
+            t = tl.where(valid, t, 0)  # past the end: a harmless in-bounds position, masked below
+            u = us[k].to(tl.float32)
+            dt = ds[k].to(tl.float32)
+            if HAS_BIAS:
+                dt += bias
+            if SOFTPLUS:
+                dt = _softplus(dt)
+            dt = tl.where(valid, dt, 0.0)  # delta = 0 leaves the state unchanged
+            Bt = _ld(B_base + t * s_Bl, n_ok, EVEN_N)
+            h = tl.exp2(dt[None, :] * A2) * h + Bt[:, None] * (dt * u)[None, :]
+            if MODE == 0:
+                Ct = _ld(C_base + t * s_Cl, n_ok, EVEN_N)
+                y = tl.sum(h * Ct[:, None], axis=0)
+                if HAS_D:
+                    y += Dv * u
+                if HAS_Z:
+                    z = zs[k].to(tl.float32)
+                    y = y * z * tl.sigmoid(z)
+                if TILE_STORE:
+                    ys = ys + (y.to(out_ptr.dtype.element_ty),)
+                else:
+                    tl.store(o_base + t * s_ol, y.to(out_ptr.dtype.element_ty), mask=(d * 0 + ik) < i1)
+            else:
+                dsum += dt
+        if MODE == 0 and TILE_STORE:  # one (BD, 8) tile store per chunk instead of 8 one-token stores
+            t8 = _chunk_pos(i, i1, L, REVERSE)[None, :]
+            ok8 = ((i + tl.arange(0, 8)) < i1)[None, :] & (d >= 0)[:, None]
+            tl.store(o_base[:, None] + t8 * s_ol, _join8(ys, BLOCK_D), mask=ok8)
     if MODE == 1:
-        tl.store(seg_end_ptr + (row[:, None] * n_seg + pid_s) * n_state + n[None, :], h, mask=n_ok[None, :])
-        tl.store(seg_sum_ptr + row * n_seg + pid_s, dsum)
+        _st(seg_end_ptr + (pid_b * n_seg + pid_s) * n_state * dim + nd, h, nd_ok, EVEN_N)
+        tl.store(seg_sum_ptr + (pid_b * n_seg + pid_s) * dim + d, dsum)
     else:
         if pid_s == n_seg - 1:
-            tl.store(last_ptr + row[:, None] * n_state + n[None, :], h, mask=n_ok[None, :])
+            _st(last_ptr + (pid_b * dim + d[None, :]) * n_state + n[:, None], h, nd_ok, EVEN_N)

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One device call that runs the named parts in order, each under its own time limit, and returns
+# benchmarks/results/ (plus logs) as one archive in $OUT.   bash benchmarks/gpu_all.sh tests scan routes ...
+set -uo pipefail
+FINAL=${OUT:-/tmp/visionssm_out}
+export OUT=/tmp/visionssm_parts  # sub-scripts write here; only one archive goes back (8-file limit)
+mkdir -p "$FINAL" "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/src:${PYTHONPATH:-}
+b=.vendor/mamba_ssm-2.3.2.post1/build_sm90
+if ls .vendor/prebuilt/selective_scan_cuda.so.part* >/dev/null 2>&1 && [ ! -f "$b/selective_scan_cuda.so" ]; then
+  mkdir -p "$b" && cat .vendor/prebuilt/selective_scan_cuda.so.part* > "$b/selective_scan_cuda.so"
+fi
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
+run() {  # name, seconds, command...
+  local name=$1 secs=$2; shift 2
+  echo "=== $name"
+  timeout "$secs" "$@" > "$OUT/$name.log" 2>&1
+  echo "rc=$?"; tail -n 25 "$OUT/$name.log"
+}
+for part in "$@"; do
+  case $part in
+    tests) run tests 300 python3 -m pytest tests -m gpu -q -rf --tb=short -p no:cacheprovider ;;
+    scan) run scan 200 python3 benchmarks/bench_scan.py ;;
+    routes) run routes 200 bash benchmarks/gpu_routes.sh ;;
+    vmamba) run vmamba 240 bash benchmarks/gpu_vmamba.sh ;;
+    ssd) run ssd 200 bash benchmarks/gpu_ssd.sh ;;
+    ssdmodels) run ssdmodels 200 bash benchmarks/gpu_ssd_models.sh ;;
+    bench) run bench 330 bash benchmarks/gpu_bench.sh ;;
+    *) echo "unknown part $part" ;;
+  esac
+done
+tar czf "$FINAL/results.tgz" benchmarks/results "$OUT" 2>/dev/null

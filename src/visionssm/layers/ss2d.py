@@ -1,0 +1,180 @@
+"""SS2D: VMamba's 2D selective scan mixer with per-route parameters, on NCHW maps.
+
+Liu et al., "VMamba: Visual State Space Model", NeurIPS 2024 (arXiv 2401.10166). Spec:
+/work/shared/specs/hierarchical_family.md §1.1-1.3.
+official: MzeroMiko/VMamba classification/models/vmamba.py (SS2Dv0, SS2Dv2, mamba_init); parameter names
+and shapes are the official ones, so checkpoints load without renaming.
+
+Both published forms are one class:
+- v0 ("vanilla"): in_proj C -> 2D with a SiLU(z) gate, 3x3 depthwise conv with bias, N = 16, scan inputs
+  forced to float32 (``gate=True, conv_bias=True, d_state=16, force_fp32=True``);
+- v2 (``v05_noz``): in_proj C -> D, no gate, conv without bias, N = 1, scan in the input dtype with a
+  float32 output ("oflex") that goes through out_norm before the cast back.
+Per-token projections are computed once on the map (they commute with the route permutation), as one GEMM
+for the K stacked x_proj and a grouped 1x1 conv for the K dt_proj; ``routed_selective_scan`` gathers each
+route through its index map, scans, and sums the routes back at map positions.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import LayerNorm2d
+
+from ..ops.scan_routes import atrous_routes, cross_routes, multiscale_routes, routed_selective_scan
+from .linear2d import Linear2d
+
+__all__ = ["RoutedSSM", "SS2D", "route_index", "row_major_index"]
+
+_ROUTES = {"cross": cross_routes, "atrous": atrous_routes, "multiscale": multiscale_routes}
+_SS2D_ROUTES = ("cross", "atrous")
+
+
+def _fp32(t: torch.Tensor) -> torch.Tensor:
+    """float32, or wider if t already is (float64 models stay float64)."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
+@functools.lru_cache(maxsize=128)
+def route_index(kind: str, H: int, W: int, device: torch.device) -> torch.Tensor:
+    """Cached (K, Lr) index map of a route family for an H x W map (built once per size and device)."""
+    if kind not in _ROUTES:
+        raise ValueError(f"SS2D: unknown routes {kind!r}; choose one of {sorted(_ROUTES)}")
+    with torch.inference_mode(False), torch.no_grad():  # usable later in training even if first built at eval
+        return _ROUTES[kind](H, W, device=device)
+
+
+@functools.lru_cache(maxsize=128)
+def row_major_index(H: int, W: int, device: torch.device) -> torch.Tensor:
+    """Cached (1, H*W) row-major route (one tensor per size: the routed op caches per index tensor)."""
+    return route_index("cross", H, W, device)[:1].clone()
+
+
+class RoutedSSM(nn.Module):
+    """Owns K sets of selective-scan parameters (one per route) under the official names and runs scans.
+
+    x_proj_weight (K, R+2N, D), dt_projs_weight (K, D, R), dt_projs_bias (K, D), A_logs (K*D, N), Ds (K*D).
+    """
+
+    def _init_ssm(self, k_group: int, d_inner: int, d_state: int, dt_rank: int, dt_min: float = 0.001,
+                  dt_max: float = 0.1, dt_init_floor: float = 1e-4) -> None:
+        self.k_group, self.d_inner, self.d_state, self.dt_rank = k_group, d_inner, d_state, dt_rank
+        self.x_proj_weight = nn.Parameter(torch.empty(k_group, dt_rank + 2 * d_state, d_inner))
+        self.dt_projs_weight = nn.Parameter(torch.empty(k_group, d_inner, dt_rank))
+        self.dt_projs_bias = nn.Parameter(torch.empty(k_group, d_inner))
+        self.A_logs = nn.Parameter(torch.empty(k_group * d_inner, d_state))
+        self.Ds = nn.Parameter(torch.empty(k_group * d_inner))
+        self.A_logs._no_weight_decay = True
+        self.Ds._no_weight_decay = True
+        self._dt_range = (dt_min, dt_max, dt_init_floor)
+        self.reset_ssm_parameters()
+
+    @torch.no_grad()
+    def reset_ssm_parameters(self) -> None:
+        """official: mamba_init (x_proj = default nn.Linear init of temporary Linears; dt uniform in
+        +-R^-0.5; dt bias = softplus^-1 of dt log-uniform in [dt_min, dt_max]; S4D-real A; D = 1)."""
+        nn.init.uniform_(self.x_proj_weight, -self.d_inner**-0.5, self.d_inner**-0.5)
+        nn.init.uniform_(self.dt_projs_weight, -self.dt_rank**-0.5, self.dt_rank**-0.5)
+        lo, hi, floor = self._dt_range
+        dt = torch.exp(torch.rand_like(self.dt_projs_bias) * (math.log(hi) - math.log(lo)) + math.log(lo))
+        dt = dt.clamp(min=floor)
+        self.dt_projs_bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+        a = torch.arange(1, self.d_state + 1, dtype=self.A_logs.dtype, device=self.A_logs.device)
+        self.A_logs.copy_(torch.log(a).expand_as(self.A_logs))
+        self.Ds.fill_(1.0)
+
+    def scan(self, u: torch.Tensor, index: torch.Tensor, sets: slice | None = None, by_visit: bool = False,
+             force_fp32: bool = False) -> torch.Tensor:
+        """u (B, D, Lmap) -> (B, D, Lmap), float32 or wider: the summed route outputs at map positions; with
+        ``by_visit`` (one route) (B, D, Lr): the output of every step in route order, no merge.
+
+        ``sets`` picks the parameter sets used (one per route of ``index``).
+        """
+        sets = sets or slice(0, self.k_group)
+        batch, dim, length = u.shape
+        xw, dw = self.x_proj_weight[sets], self.dt_projs_weight[sets]
+        k, r, n = xw.shape[0], self.dt_rank, self.d_state
+        if index.shape[0] != k:
+            raise ValueError(f"SS2D: index has {index.shape[0]} routes but {k} parameter sets were selected")
+        # Token-major projections: after LayerNorm2d / 1x1 convs the map is channels-last in memory, so u.mT is
+        # contiguous and delta comes out channel-contiguous (B, K*D, L) -- the layout the routed kernel gathers
+        # with one coalesced load per visited position. No copy of u is made.
+        x_dbl = F.linear(u.transpose(1, 2), xw.reshape(k * (r + 2 * n), dim)).view(batch, length, k, r + 2 * n)
+        dts, bs, cs = x_dbl.split([r, n, n], dim=-1)
+        delta = torch.einsum("blkr,kdr->blkd", dts, dw).reshape(batch, length, k * dim).transpose(1, 2)
+        bs, cs = bs.permute(0, 2, 3, 1), cs.permute(0, 2, 3, 1)  # (B, K, N, L) views, N-contiguous
+        if force_fp32:
+            u, delta, bs, cs = (_fp32(t) for t in (u, delta, bs, cs))
+        rows = slice(sets.start * dim, sets.stop * dim)
+        return routed_selective_scan(
+            u, delta, -torch.exp(_fp32(self.A_logs[rows])), bs, cs, index,
+            D=_fp32(self.Ds[rows]), delta_bias=_fp32(self.dt_projs_bias[sets].reshape(-1)),
+            delta_softplus=True, merge=not by_visit, out_dtype=torch.promote_types(u.dtype, torch.float32),
+            backend=self.backend, output_order="route" if by_visit else "map",
+        )
+
+
+class SS2D(RoutedSSM):
+    """VMamba SS2D on (B, C, H, W): in_proj -> [dwconv] -> SiLU -> K-route scan -> out_norm [-> * SiLU(z)]
+    -> out_proj.
+
+    ``routes="cross"`` is VMamba's 4-way cross-scan; ``routes="atrous"`` is EfficientVMamba's ES2D skip
+    scan (4 routes over the 2x2 sub-grids; odd maps are zero-padded before the projections and cropped after
+    the merge, as the official EfficientScan does).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 1,
+        ssm_ratio: float = 1.0,
+        dt_rank: int | str = "auto",
+        d_conv: int = 3,
+        conv_bias: bool = False,
+        gate: bool = False,
+        routes: str = "cross",
+        force_fp32: bool = False,
+        norm_eps: float = 1e-5,
+        backend: str | None = None,
+    ):
+        super().__init__()
+        if routes not in _SS2D_ROUTES:
+            raise ValueError(f"SS2D: unknown routes {routes!r}; choose one of {_SS2D_ROUTES}")
+        d_inner = int(ssm_ratio * d_model)
+        dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+        self.d_model, self.gate, self.routes, self.force_fp32 = d_model, gate, routes, force_fp32
+        self.backend = backend
+        self.in_proj = Linear2d(d_model, d_inner * (2 if gate else 1), bias=False)
+        self.act = nn.SiLU()
+        self.conv2d = (nn.Conv2d(d_inner, d_inner, d_conv, padding=(d_conv - 1) // 2, groups=d_inner,
+                                 bias=conv_bias) if d_conv > 1 else None)
+        self._init_ssm(4, d_inner, d_state, dt_rank)
+        self.out_norm = LayerNorm2d(d_inner, eps=norm_eps)
+        self.out_proj = Linear2d(d_inner, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.in_proj(x)
+        dtype = x.dtype  # the compute dtype (bf16 under autocast)
+        if self.gate:
+            x, z = x.chunk(2, dim=1)
+        if self.conv2d is not None:
+            x = self.conv2d(x)
+        x = self.act(x)
+        H, W = x.shape[-2:]
+        if self.routes == "atrous" and (H % 2 or W % 2):
+            x = F.pad(x, (0, W % 2, 0, H % 2))
+        Hp, Wp = x.shape[-2:]
+        y = self.scan(x.flatten(2), route_index(self.routes, Hp, Wp, x.device), force_fp32=self.force_fp32)
+        y = y.view(y.shape[0], -1, Hp, Wp)[:, :, :H, :W]
+        y = self.out_norm(y).to(dtype)  # float32 scan output normed before the cast (official "oflex")
+        if self.gate:
+            y = y * self.act(z)
+        return self.out_proj(y)
+
+    def extra_repr(self) -> str:
+        return (f"d_model={self.d_model}, d_inner={self.d_inner}, d_state={self.d_state}, rank={self.dt_rank}, "
+                f"routes={self.routes}, gate={self.gate}")

@@ -1,0 +1,49 @@
+"""VSS block (VMamba): x + DropPath(SS2D(LN(x))), then x + DropPath(MLP(LN(x))) when mlp_ratio > 0.
+
+official: MzeroMiko/VMamba classification/models/vmamba.py (VSSBlock, Mlp; pre-norm, channel-first with
+LayerNorm2d and Linear2d). Keys: norm, op, norm2, mlp.fc1, mlp.fc2.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from timm.layers import DropPath, LayerNorm2d
+
+from .linear2d import Linear2d
+from .ss2d import SS2D
+
+__all__ = ["Mlp2d", "VSSBlock"]
+
+
+class Mlp2d(nn.Module):
+    """fc1 -> GELU -> fc2 over the channels of an NCHW map (Linear2d keeps nn.Linear's weight shapes)."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = Linear2d(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = Linear2d(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class VSSBlock(nn.Module):
+    def __init__(self, dim: int, drop_path: float = 0.0, mlp_ratio: float = 4.0, norm_eps: float = 1e-5,
+                 **ss2d_kwargs):
+        super().__init__()
+        self.norm = LayerNorm2d(dim, eps=norm_eps)
+        self.op = SS2D(dim, norm_eps=norm_eps, **ss2d_kwargs)
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        if mlp_ratio > 0:
+            self.norm2 = LayerNorm2d(dim, eps=norm_eps)
+            self.mlp = Mlp2d(dim, int(dim * mlp_ratio))
+        else:
+            self.norm2 = self.mlp = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.op(self.norm(x)))
+        if self.mlp is not None:
+            x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return x

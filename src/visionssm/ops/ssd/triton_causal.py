@@ -1,0 +1,153 @@
+"""Autograd wrapper and launch configuration of the Triton causal SSD."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+
+from .. import _alloc
+from .triton_causal_bwd import ssd_causal_bwd_kernel
+from .triton_causal_fwd import ssd_causal_fwd_kernel
+
+_TARGET_PROGRAMS = 512  # (batch, head, segment) programs wanted to fill a large GPU
+
+
+def launch_config(batch: int, heads: int, length: int, chunk_size: int, headdim: int = 64, nstate: int = 64):
+    """(CHUNK, n_chunks, seg_chunks, n_seg, fwd_warps, bwd_warps).
+
+    CHUNK: chunk_size rounded down to a power of two in [16, 32]. The fused kernels hold a chunk's (Q, Q) score
+    tiles next to (Q, headdim) and (headdim, N) tiles; compiled for sm_90 at headdim = N = 64, the backward at
+    Q = 64 spills ~1 KB per thread to local memory at any warp count, at Q = 32 about 0.1 KB (cuobjdump -res-usage).
+    Larger states (headdim * N > 64 * 64) take Q = 16 and 8 forward warps (at headdim = N = 128 the backward's
+    shared memory is then 176 KB instead of 192 KB, and spills halve).
+    ``VISIONSSM_SSD_CFG=chunk,fwd_warps,bwd_warps,target_programs`` overrides (for sweeps; chunk up to 64)."""
+    chunk, fwd_warps, bwd_warps, target = min(32, max(16, chunk_size)), 4, 8, _TARGET_PROGRAMS
+    bp, bn = _blocks(headdim, nstate)
+    if bp * bn > 64 * 64:
+        chunk, fwd_warps = 16, 8
+    if os.environ.get("VISIONSSM_SSD_CFG"):
+        chunk, fwd_warps, bwd_warps, target = (int(v) for v in os.environ["VISIONSSM_SSD_CFG"].split(","))
+    chunk = 1 << (chunk.bit_length() - 1)
+    n_chunks = triton.cdiv(length, chunk)
+    n_seg = max(1, min(triton.cdiv(target, batch * heads), triton.cdiv(n_chunks, 4)))
+    seg_chunks = triton.cdiv(n_chunks, n_seg)
+    n_seg = triton.cdiv(n_chunks, seg_chunks)
+    return chunk, n_chunks, seg_chunks, n_seg, fwd_warps, bwd_warps
+
+
+def _blocks(headdim: int, nstate: int):
+    return max(16, triton.next_power_of_2(headdim)), max(16, triton.next_power_of_2(nstate))
+
+
+def _precision(dtype: torch.dtype) -> str:
+    return "ieee" if dtype == torch.float32 else "tf32"  # "tf32" is ignored for 16-bit operands
+
+
+class _TritonSSDCausal(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, dt, A, B, C, D, z, dt_bias, h0, softplus: bool, chunk_size: int, save: bool):
+        batch, length, heads, headdim = x.shape
+        groups, nstate = B.shape[2], B.shape[3]
+        chunk, n_chunks, seg_chunks, n_seg, fwd_warps, bwd_warps = launch_config(
+            batch, heads, length, chunk_size, headdim, nstate)
+        bp, bn = _blocks(headdim, nstate)
+        dev = x.device
+        f32 = dict(dtype=torch.float32, device=dev)
+        y = _alloc.empty(batch, length, heads, headdim, dtype=x.dtype, device=dev)
+        last = _alloc.empty(batch, heads, headdim, nstate, **f32)
+        states = _alloc.empty(batch * heads, n_chunks, headdim, nstate, dtype=x.dtype, device=dev) if save else last
+        seg_end = _alloc.empty(batch * heads, n_seg, headdim, nstate, **f32) if n_seg > 1 else last
+        seg_sum = _alloc.empty(batch * heads, n_seg, **f32) if n_seg > 1 else last
+        opt = lambda t: t if t is not None else y
+        zs = z.stride() if z is not None else (0, 0, 0, 0)
+        args = (
+            x, dt, A, B, C, opt(D), opt(z), opt(dt_bias), opt(h0), y, last, states, seg_end, seg_sum,
+            length, heads, heads // groups, headdim, nstate, n_chunks, seg_chunks, n_seg,
+            *x.stride(), *dt.stride(), *B.stride(), *C.stride(), *zs, *y.stride(),
+        )
+        flags = dict(
+            HAS_D=D is not None, D_PER_CHANNEL=D is not None and D.dim() == 2, HAS_Z=z is not None,
+            HAS_BIAS=dt_bias is not None, SOFTPLUS=softplus, HAS_H0=h0 is not None, SAVE_STATES=save,
+            CHUNK=chunk, BLOCK_P=bp, BLOCK_N=bn, PRECISION=_precision(x.dtype), num_warps=fwd_warps,
+        )
+        grid = (batch * heads, n_seg)
+        if n_seg > 1:
+            ssd_causal_fwd_kernel[grid](*args, MODE=1, **flags)
+        ssd_causal_fwd_kernel[grid](*args, MODE=0, **flags)
+        ctx.save_for_backward(x, dt, A, B, C, D, z, dt_bias, h0, states)
+        ctx.cfg = (softplus, chunk, n_chunks, seg_chunks, n_seg, bwd_warps, bp, bn)
+        ctx.set_materialize_grads(False)  # an unused last state then costs no zero-filled gradient
+        return y, last
+
+    @staticmethod
+    def backward(ctx, dout, dlast):
+        x, dt, A, B, C, D, z, dt_bias, h0, states = ctx.saved_tensors
+        softplus, chunk, n_chunks, seg_chunks, n_seg, warps, bp, bn = ctx.cfg
+        batch, length, heads, headdim = x.shape
+        groups, nstate = B.shape[2], B.shape[3]
+        dev = x.device
+        f32 = dict(dtype=torch.float32, device=dev)
+        dx = _alloc.empty(batch, length, heads, headdim, dtype=x.dtype, device=dev)
+        ddt = _alloc.empty(batch, length, heads, dtype=dt.dtype, device=dev)
+        dz = _alloc.empty(batch, length, heads, headdim, dtype=z.dtype, device=dev) if z is not None else None
+        rep = heads // groups
+        bc = (lambda *s: torch.zeros(*s, **f32)) if rep > 1 else (lambda *s: _alloc.empty(*s, **f32))
+        dBg, dCg = bc(batch, length, groups, nstate), bc(batch, length, groups, nstate)
+        # One zero-filled buffer (one launch) for the atomically reduced per-head grads.
+        n_d = D.numel() if D is not None else 0
+        sums = torch.zeros(2 * heads + n_d, **f32)
+        dA, dbias = sums[:heads], sums[heads : 2 * heads] if dt_bias is not None else None
+        dD = sums[2 * heads :].view(D.shape) if D is not None else None
+        if dout is None:  # only the last state was used
+            dout = torch.zeros(batch, length, heads, headdim, dtype=x.dtype, device=dev)
+        dh0 = _alloc.empty(batch, heads, headdim, nstate, **f32) if h0 is not None else None
+        seg_dend = _alloc.empty(batch * heads, n_seg, headdim, nstate, **f32) if n_seg > 1 else dA
+        seg_sum = _alloc.empty(batch * heads, n_seg, **f32) if n_seg > 1 else dA
+        dlast = dlast.float().contiguous() if dlast is not None else None
+        opt = lambda t: t if t is not None else dA
+        zs = z.stride() if z is not None else (0, 0, 0, 0)
+        args = (
+            x, dt, A, B, C, opt(D), opt(z), opt(dt_bias), dout, opt(dlast), states, seg_dend, seg_sum,
+            dx, ddt, dA, dBg, dCg, opt(dD), opt(dz), opt(dbias), opt(dh0),
+            length, heads, heads // groups, headdim, nstate, n_chunks, seg_chunks, n_seg,
+            *x.stride(), *dt.stride(), *B.stride(), *C.stride(), *zs, *dout.stride(),
+        )
+        flags = dict(
+            HAS_D=D is not None, D_PER_CHANNEL=D is not None and D.dim() == 2, HAS_Z=z is not None,
+            HAS_BIAS=dt_bias is not None, SOFTPLUS=softplus, HAS_H0=h0 is not None, HAS_DLAST=dlast is not None,
+            CHUNK=chunk, BLOCK_P=bp, BLOCK_N=bn, PRECISION=_precision(x.dtype), num_warps=warps,
+        )
+        grid = (batch * heads, n_seg)
+        if n_seg > 1:
+            ssd_causal_bwd_kernel[grid](*args, MODE=1, **flags)
+        ssd_causal_bwd_kernel[grid](*args, MODE=0, **flags)
+        return (
+            dx, ddt, dA.to(A.dtype), dBg.to(B.dtype), dCg.to(C.dtype),
+            dD.to(D.dtype) if D is not None else None, dz,
+            dbias.to(dt_bias.dtype) if dt_bias is not None else None,
+            dh0.to(h0.dtype) if h0 is not None else None, None, None, None,
+        )
+
+
+def ssd_causal_triton(
+    x, dt, A, B, C, chunk_size=64, D=None, z=None, dt_bias=None, dt_softplus=False, initial_state=None,
+    return_last_state=False,
+):
+    """Same contract as :func:`visionssm.ops.ssd.ssd_causal`; float32 state math, outputs in x's dtype.
+
+    B and C are cast to x's dtype (the tensor-core operands must share one dtype)."""
+    if B.dtype != x.dtype:
+        B = B.to(x.dtype)
+    if C.dtype != x.dtype:
+        C = C.to(x.dtype)
+    if z is not None and z.dtype != x.dtype:
+        z = z.to(x.dtype)
+    f32 = lambda t: t.float().contiguous() if t is not None else None
+    init = f32(initial_state)
+    # Inside Function.forward grad mode is off, so whether to save chunk states for backward is decided here.
+    tensors = (x, dt, A, B, C, D, z, dt_bias, initial_state)
+    save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    y, last = _TritonSSDCausal.apply(x, dt, f32(A), B, C, f32(D), z, f32(dt_bias), init, dt_softplus, chunk_size, save)
+    return (y, last) if return_last_state else y

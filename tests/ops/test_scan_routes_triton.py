@@ -1,0 +1,130 @@
+"""Triton routed scan vs the float64 explicit-permutation reference: outputs and every gradient.
+
+On CPU these run under TRITON_INTERPRET=1 on tiny maps; the `gpu` tests run VMamba-T stage shapes on CUDA.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from visionssm.ops import _alloc
+from visionssm.ops.scan_routes import cross_routes, routed_selective_scan
+from visionssm.ops.scan_routes.triton_routed import launch_config
+
+from .scan_cases import rel_err, run_with_grads
+from .test_scan_routes import make_route_inputs, make_routes, random_routes
+
+LOW = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _check(kind, H, W, batch, ch, nstate, device, *, u_shared=True, merge=True, dtype=torch.float32, tol=1e-4,
+           use_d=True, out_dtype=None, seed=0, ref_backend="reference", output_order="map"):
+    index = make_routes(kind, H, W) if isinstance(kind, str) else kind
+    x = make_route_inputs(batch, ch, index.shape[0], H * W, nstate, u_shared=u_shared, seed=seed)
+    if not use_d:
+        x["D"] = x["delta_bias"] = None
+    # Low-precision inputs are rounded first, so both sides see the same numbers.
+    io = {"u", "delta", "B", "C"}
+    x = {k: (v.to(dtype).double() if k in io and v is not None else v) for k, v in x.items()}
+    kw = dict(merge=merge, out_dtype=out_dtype, output_order=output_order)
+    ref_out, ref_g = run_with_grads(
+        lambda **a: routed_selective_scan(**a, index=index.to(device), backend=ref_backend, **kw),
+        {k: v.to(device) if v is not None else v for k, v in x.items()}, lambda t: t,
+    )
+    cast = lambda t: t.to(device=device, dtype=dtype if t.dim() >= 3 else torch.float32)
+    with _alloc.poisoned_outputs():
+        out, g = run_with_grads(
+            lambda **a: routed_selective_scan(**a, index=index.to(device), backend="triton", **kw), x, cast
+        )
+    assert out[0].dtype == (out_dtype or dtype)
+    assert rel_err(out[0], ref_out[0]) <= tol
+    for name, r in ref_g.items():
+        assert g[name].dtype == cast(x[name]).dtype, name
+        assert rel_err(g[name], r) <= tol, (name, rel_err(g[name], r))
+
+
+@pytest.mark.parametrize("kind", ["cross", "snake", "atrous", "multiscale"])
+@pytest.mark.parametrize("u_shared,merge", [(True, True), (False, False)])
+def test_triton_fp32_matches_reference(kind, u_shared, merge, triton_device):
+    _check(kind, 2, 4, 2, 4, 3, triton_device, u_shared=u_shared, merge=merge)
+
+
+@pytest.mark.parametrize("kind", ["cross", "multiscale"])
+def test_triton_segmented_routes(kind, triton_device):
+    """Routes long enough to be cut into segments (n_seg > 1) and several saved chunks per segment."""
+    H, W = (8, 9) if kind == "cross" else (5, 5)
+    K, lr = make_routes(kind, H, W).shape
+    assert launch_config(1, K * 2, 2, 2, lr)[-1] > 1
+    _check(kind, H, W, 1, 2, 2, triton_device, u_shared=kind == "cross", merge=True, seed=1)
+
+
+@pytest.mark.parametrize("merge", [True, False])
+def test_triton_arbitrary_routes(merge, triton_device):
+    """Three routes of 7 steps over a 2x3 map: repeated and unvisited positions (atomics + zero fill)."""
+    _check(random_routes(3, 7, 6, seed=11), 2, 3, 2, 2, 2, triton_device, u_shared=not merge, merge=merge)
+
+
+@pytest.mark.parametrize("kind", ["cross", "multiscale"])
+def test_triton_route_order_outputs(kind, triton_device):
+    _check(kind, 2, 3, 2, 2, 2, triton_device, merge=False, output_order="route")
+
+
+def test_triton_without_skip_and_bias_odd_sizes(triton_device):
+    _check("snake", 3, 3, 1, 3, 5, triton_device, use_d=False, merge=False)
+
+
+@pytest.mark.parametrize("name", ["bf16", "fp16"])
+def test_triton_low_precision_inputs(name, triton_device):
+    _check("cross", 3, 4, 2, 2, 4, triton_device, dtype=LOW[name], tol=1e-2)
+
+
+def test_triton_float32_output_from_bf16(triton_device):
+    _check("atrous", 4, 4, 1, 2, 2, triton_device, dtype=torch.bfloat16, out_dtype=torch.float32, tol=1e-2)
+
+
+def test_triton_rejects_out_of_range_index_on_device(triton_device):
+    index = cross_routes(2, 3).to(triton_device)
+    index[1, 2] = 6
+    x = {k: v.float().to(triton_device) for k, v in make_route_inputs(1, 2, 4, 6, 2).items()}
+    with pytest.raises(ValueError, match="index values"):
+        routed_selective_scan(**x, index=index, backend="triton")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("nstate", [1, 16])
+@pytest.mark.parametrize("name", ["fp32", "bf16"])
+def test_triton_gpu_vmamba_t_stage1(nstate, name):
+    """VMamba-T stage 1: batch 8, d_inner 96, 56 x 56, K=4."""
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[name]
+    _check("cross", 56, 56, 8, 96, nstate, torch.device("cuda"), dtype=dtype, tol=1e-4 if name == "fp32" else 1e-2,
+           ref_backend="torch")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["snake", "atrous", "multiscale"])
+def test_triton_gpu_other_routes(kind):
+    _check(kind, 28, 28, 4, 96, 16, torch.device("cuda"), u_shared=kind != "atrous", merge=kind != "snake",
+           ref_backend="torch")
+
+
+def test_route_kind_is_cached_per_index_tensor_and_sees_inplace_edits():
+    from visionssm.ops.scan_routes.triton_routed import _route_kind
+
+    index = cross_routes(2, 3)
+    first = _route_kind(index, 6, torch.device("cpu"))
+    assert first[0].dtype == torch.int32 and first[1] and first[2]
+    assert _route_kind(index, 6, torch.device("cpu"))[0] is first[0]
+    index[0, 0] = 1  # now route 0 visits position 1 twice
+    idx, injective, covers = _route_kind(index, 6, torch.device("cpu"))
+    assert idx[0, 0] == 1 and not injective and not covers
+    assert not _route_kind(torch.tensor([[0, 2]]), 4, torch.device("cpu"))[2]  # injective, not covering
+
+
+def test_triton_under_inference_mode(triton_device):
+    with torch.inference_mode():
+        index = cross_routes(2, 3).to(triton_device)
+        x = {k: v.float().to(triton_device) for k, v in make_route_inputs(1, 2, 4, 6, 2, seed=5).items()}
+        y = routed_selective_scan(**x, index=index, backend="triton")
+        ref = routed_selective_scan(**x, index=index, backend="reference")
+    assert rel_err(y, ref) < 1e-5

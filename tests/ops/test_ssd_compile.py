@@ -1,0 +1,66 @@
+"""The SSD Triton kernels compile for sm_90 (H100) on a machine without a GPU.
+
+The interpreter runs the kernels' semantics but not the compiler: layout, dtype and dot-shape errors would only show
+on a GPU. Compiling ahead of time (triton.compile with a GPUTarget, ptxas included) catches them here. Runs in a
+subprocess because tests/conftest.py puts Triton in interpreter mode for this process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+SCRIPT = textwrap.dedent(
+    """
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from visionssm.ops.ssd import triton_hsm as hsm
+    from visionssm.ops.ssd import triton_noncausal as nc
+    from visionssm.ops.ssd.triton_causal_bwd import ssd_causal_bwd_kernel
+    from visionssm.ops.ssd.triton_causal_fwd import ssd_causal_fwd_kernel
+
+    FLOAT32 = ("dA_ptr", "dD_ptr", "dbias_ptr", "S_ptr", "dS_ptr", "states_ptr", "last_ptr", "h0_ptr", "seg_end_ptr",
+               "seg_sum_ptr", "seg_dend_ptr", "dlast_ptr", "dh0_ptr", "A_ptr", "D_ptr", "bias_ptr", "lse_ptr", "a_ptr",
+               "ga_ptr", "rowsum_ptr", "dB_ptr", "dC_ptr")
+
+    def build(fn, consts, warps, dtype="bf16", f32=FLOAT32):
+        sig = {n: "constexpr" if n in consts else ("*fp32" if n in f32 else "*" + dtype) if n.endswith("_ptr")
+               else "i32" for n in fn.arg_names}
+        triton.compile(ASTSource(fn, sig, constexprs=consts), target=GPUTarget("cuda", 90, 32),
+                       options=dict(num_warps=warps))
+
+    flags = dict(HAS_D=True, D_PER_CHANNEL=False, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_H0=True, CHUNK=32,
+                 BLOCK_P=64, BLOCK_N=64, PRECISION="tf32")
+    for mode in (0, 1):
+        build(ssd_causal_fwd_kernel, dict(flags, MODE=mode, SAVE_STATES=True), 4)
+        build(ssd_causal_bwd_kernel, dict(flags, MODE=mode, HAS_DLAST=True), 8)
+    build(ssd_causal_fwd_kernel, dict(flags, MODE=0, SAVE_STATES=True, PRECISION="ieee"), 4, "fp32")
+    blocks = dict(BLOCK_L=64, BLOCK_P=64, BLOCK_N=64, PRECISION="tf32", INTERLEAVED=True)
+    build(nc.nc_state_kernel, dict(blocks, WEIGHTED=True, HAS_BIAS=True, SOFTPLUS=True), 4)
+    build(nc.nc_readout_kernel, dict(blocks, HAS_D=True, D_PER_CHANNEL=True), 4)
+    build(nc.nc_bwd_kernel, dict(blocks, HAS_D=True, D_PER_CHANNEL=False, HAS_BIAS=True, SOFTPLUS=True), 8)
+    hb = dict(HAS_A=True, BLOCK_D=64, BLOCK_N=64, BLOCK_L=64, PRECISION="tf32")
+    build(hsm.hsm_state_fwd_kernel, hb, 8)
+    build(hsm.hsm_state_bwd_kernel, hb, 8, f32=FLOAT32[:-2])
+    print("compiled")
+    """
+)
+
+
+def test_ssd_kernels_compile_for_sm90():
+    pytest.importorskip("triton.backends.nvidia")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[2] / "src"), env.get("PYTHONPATH", "")])
+    env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+    run = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=300)
+    if run.returncode != 0 and "ptxas" in run.stderr and "not found" in run.stderr.lower():
+        pytest.skip("no ptxas in this Triton install")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "compiled" in run.stdout
