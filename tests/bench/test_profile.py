@@ -80,3 +80,29 @@ def test_top_level_blocks_open_containers():
     m = timm.create_model("vit_tiny_patch16_224", img_size=32)
     names = [n for n, _ in top_level_blocks(m)]
     assert "blocks.0" in names and "blocks.11" in names and "blocks" not in names and "head" in names
+
+
+def _reported_op(x, w):
+    """Stands in for one of our ops: reports an analytic count, computes with an aten matmul inside."""
+    from visionssm.ops import _flops
+
+    _flops.add("toy_op", 1000)
+    return x @ w
+
+
+class _Toy(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(8, 8, bias=False)
+        self.w = torch.nn.Parameter(torch.randn(8, 8))
+
+    def forward(self, x):
+        x = x.mean((2, 3)).repeat(1, 3)[:, :8]  # (batch, 8) from an image
+        return self.proj(_reported_op(x, self.w))
+
+
+def test_aten_ops_inside_our_ops_are_not_counted_twice():
+    got = count_flops(_Toy(), 4, torch.device("cpu"))
+    assert got["ops"] == {"toy_op": 1000}
+    assert got["aten"] == 2 * 8 * 8  # the Linear only; the op's inner matmul is in its own count
+    assert got["total"] == 2 * 8 * 8 + 1000
