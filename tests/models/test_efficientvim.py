@@ -6,10 +6,10 @@ import re
 import pytest
 import timm
 import torch
-import torch.nn.functional as F
-from timm.optim import create_optimizer_v2
 
 from visionssm.models.efficientvim import EfficientViM, checkpoint_filter_fn
+
+from ._steps import adamw_losses, grads_with_and_without_checkpointing
 
 TINY = dict(embed_dim=(16, 24, 32), depths=(1, 2, 1), state_dim=(4, 3, 2), num_classes=10)
 
@@ -117,32 +117,15 @@ def test_features_only_and_intermediates():
 
 def test_few_adamw_steps_lower_the_loss():
     model = tiny().train()
-    opt = create_optimizer_v2(model, "adamw", lr=1e-2, weight_decay=0.05)
     assert "stages.0.blocks.0.mixer.D" in model.no_weight_decay()
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(8, 3, 64, 64, generator=g), torch.randint(0, 10, (8,), generator=g)
-    losses = []
-    for _ in range(6):
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = adamw_losses(model, 64, lr=1e-2)
     assert losses[-1] < 0.7 * losses[0], losses
 
 
 def test_grad_checkpointing_same_grads():
     model = tiny().eval()  # eval: BN uses running stats, so two passes see identical statistics
     x = torch.randn(2, 3, 64, 64)
-
-    def grads():
-        model.zero_grad()
-        model(x).square().mean().backward()
-        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
-    plain = grads()
-    model.set_grad_checkpointing(True)
-    ckpt = grads()
+    plain, ckpt = grads_with_and_without_checkpointing(model, x)
     assert plain.keys() == ckpt.keys() and len(plain) > 50
     for n, g in plain.items():
         torch.testing.assert_close(ckpt[n], g, msg=n)

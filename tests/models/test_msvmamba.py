@@ -3,11 +3,11 @@ torch vs Triton paths."""
 
 import timm
 import torch
-import torch.nn.functional as F
-from timm.optim import create_optimizer_v2
 
 from visionssm.models.msvmamba import MSVMamba
 from visionssm.models.vmamba import checkpoint_filter_fn
+
+from ._steps import adamw_losses
 
 TINY = dict(depths=(1, 1, 1, 1), dims=16, num_classes=10)
 
@@ -46,16 +46,7 @@ def test_features_only():
 
 def test_few_adamw_steps_lower_the_loss():
     model = tiny().train()
-    opt = create_optimizer_v2(model, "adamw", lr=3e-3, weight_decay=0.05)
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(8, 3, 32, 32, generator=g), torch.randint(0, 10, (8,), generator=g)
-    losses = []
-    for _ in range(6):
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = adamw_losses(model, 32, lr=3e-3)
     assert losses[-1] < 0.7 * losses[0], losses
 
 

@@ -4,11 +4,11 @@ optimisation steps, grad checkpointing, backends, stage structure."""
 import pytest
 import timm
 import torch
-import torch.nn.functional as F
-from timm.optim import create_optimizer_v2
 
 from visionssm.layers import NCSSD
 from visionssm.models.vssd import VSSD, Attention, checkpoint_filter_fn
+
+from ._steps import adamw_losses, grads_with_and_without_checkpointing
 
 TINY = dict(embed_dim=16, depths=(1, 1, 2, 1), num_heads=(1, 2, 2, 4), d_state=8, num_classes=10)
 
@@ -106,32 +106,15 @@ def test_features_only_and_intermediates():
 
 def test_few_adamw_steps_lower_the_loss():
     model = tiny(drop_path_rate=0.1).train()
-    opt = create_optimizer_v2(model, "adamw", lr=3e-3, weight_decay=0.05)
     assert {"layers.0.blocks.0.attn.A_log", "layers.2.blocks.1.attn.dt_bias"} <= model.no_weight_decay()
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(8, 3, 64, 64, generator=g), torch.randint(0, 10, (8,), generator=g)
-    losses = []
-    for _ in range(6):
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = adamw_losses(model, 64, lr=3e-3)
     assert losses[-1] < 0.7 * losses[0], losses
 
 
 def test_grad_checkpointing_same_grads():
     model = tiny().eval()
     x = torch.randn(2, 3, 64, 64)
-
-    def grads():
-        model.zero_grad()
-        model(x).square().mean().backward()
-        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
-    plain = grads()
-    model.set_grad_checkpointing(True)
-    ckpt = grads()
+    plain, ckpt = grads_with_and_without_checkpointing(model, x)
     assert plain.keys() == ckpt.keys() and len(plain) > 80
     for n, g in plain.items():
         torch.testing.assert_close(ckpt[n], g, msg=n)

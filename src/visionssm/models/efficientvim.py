@@ -27,12 +27,13 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import DropPath, LayerNorm2d, SqueezeExcite, trunc_normal_
+from timm.layers import DropPath, LayerNorm2d, SqueezeExcite
 from timm.models import build_model_with_cfg, checkpoint, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
 from ..layers.conv_norm_act import ConvNormAct
 from ..layers.hsm_ssd import HSMSSD
+from ._common import init_linear_and_norms, marked_no_weight_decay
 from ._training_ckpt import load_training_checkpoint, pick_state_dict
 
 __all__ = ["EfficientViM", "checkpoint_filter_fn", "load_training_checkpoint"]
@@ -207,17 +208,11 @@ class EfficientViM(nn.Module):
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
         """official: trunc_normal(0.02) Linear, zero bias; norms (BN included) weight 1, bias 0."""
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.LayerNorm, nn.BatchNorm1d, nn.BatchNorm2d)):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        init_linear_and_norms(m, (nn.LayerNorm, nn.BatchNorm1d, nn.BatchNorm2d))
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
-        return {n for n, p in self.named_parameters() if getattr(p, "_no_weight_decay", False)}
+        return marked_no_weight_decay(self)
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:

@@ -18,12 +18,13 @@ from collections.abc import Callable
 
 import torch
 import torch.nn as nn
-from timm.layers import LayerNorm2d, trunc_normal_
+from timm.layers import LayerNorm2d
 from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
 from ..layers.patch_merging import PatchMerging2d
 from ..layers.vss_block import VSSBlock
+from ._common import init_linear_and_norms, marked_no_weight_decay
 
 __all__ = ["HierarchicalSSM", "VMamba", "checkpoint_filter_fn", "unwrap_checkpoint"]
 
@@ -122,18 +123,12 @@ class HierarchicalSSM(nn.Module):
     def _init_weights(m: nn.Module) -> None:
         """official: VSSM._init_weights (Linear, incl. Linear2d: trunc_normal 0.02, zero bias; LayerNorm 1/0).
         Stacked scan parameters and convolutions keep their construction-time init."""
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        init_linear_and_norms(m)
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
         """The parameters marked ``_no_weight_decay`` (A_logs and Ds of every SS2D)."""
-        return {n for n, p in self.named_parameters() if getattr(p, "_no_weight_decay", False)}
+        return marked_no_weight_decay(self)
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:

@@ -21,12 +21,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
-from timm.layers import DropPath, Mlp, trunc_normal_
+from timm.layers import DropPath, Mlp
 from timm.models import build_model_with_cfg, checkpoint, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
 from ..layers.conv_norm_act import ConvNormAct
 from ..layers.nc_ssd import NCSSD
+from ._common import init_linear_and_norms, marked_no_weight_decay
 from ._training_ckpt import load_training_checkpoint, pick_state_dict
 
 __all__ = ["VSSD", "checkpoint_filter_fn", "load_training_checkpoint"]
@@ -189,18 +190,12 @@ class VSSD(nn.Module):
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
         """official: trunc_normal(0.02) Linear (in_proj/out_proj included), zero bias; LayerNorm 1/0."""
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        init_linear_and_norms(m)
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
         """dt_bias, A_log and D of every NC-SSD (1-D, so timm's optimizer factory also skips them)."""
-        return {n for n, p in self.named_parameters() if getattr(p, "_no_weight_decay", False)}
+        return marked_no_weight_decay(self)
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:
