@@ -154,5 +154,6 @@ def selective_scan_triton(
     if z is not None and z.dtype != u.dtype:
         z = z.to(u.dtype)
     f32 = lambda t: t.float().contiguous() if t is not None else None
-    out, last = (SmallNScan if smalln else _TritonScan).apply(u, delta, f32(A), B, C, f32(D), z, f32(delta_bias), delta_softplus, reverse)
+    scan = SmallNScan if smalln else _TritonScan
+    out, last = scan.apply(u, delta, f32(A), B, C, f32(D), z, f32(delta_bias), delta_softplus, reverse)
     return (out, last) if return_last_state else out
