@@ -16,7 +16,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_smalln_fwd import _column, _compose, _delta_tile
+from .triton_smalln_fwd import _column, _compose, _delta_tile, _tile_pos
 
 LN2 = tl.constexpr(0.6931471805599453)
 
@@ -44,94 +44,96 @@ def smalln_bwd_kernel(
     pid_d = tl.program_id(1)
     pid_s = tl.program_id(2)
     n_blk = tl.num_programs(1)
-    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    n = tl.arange(0, BLOCK_N)
-    j = tl.arange(0, BLOCK_T)
+    d = (pid_d * BLOCK_D + tl.arange(0, BLOCK_D))[None, :, None]
+    n = tl.arange(0, BLOCK_N)[:, None, None]
+    j = tl.arange(0, BLOCK_T)[None, None, :]
     n_ok = n < n_state
     g = (pid_d * BLOCK_D) // dim_per_group
-    nd = n[:, None] * dim + d[None, :]
-    nd_ok = n_ok[:, None] & (d >= 0)[None, :]
-    A2 = tl.load(At_ptr + nd, mask=nd_ok, other=0.0)  # A log2(e)
+    nd = n * dim + d
+    nd_ok = n_ok & (d >= 0)
+    A2 = tl.load(At_ptr + nd, mask=nd_ok, other=0.0)  # A log2(e), (N, BD, 1)
     Dv = tl.load(D_ptr + d) if HAS_D else 0.0
     bias = tl.load(bias_ptr + d) if HAS_BIAS else 0.0
-    w = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)  # carry: a_t v_t of the first token right of the tile
+    w = tl.zeros((BLOCK_N, BLOCK_D, 1), dtype=tl.float32)  # carry: a v of the scan step after the tile
     if HAS_DLAST and MODE == 0:  # MODE=1 carries start from zero; the last state's grad enters here
-        w = tl.load(dlast_ptr + (pid_b * dim + d[None, :]) * n_state + n[:, None], mask=nd_ok, other=0.0)
+        w = tl.load(dlast_ptr + (pid_b * dim + d) * n_state + n, mask=nd_ok, other=0.0)
     if MODE == 0:
         for ss in range(0, n_seg - 1 - pid_s):  # fold in the later segments, last first
             s = n_seg - 1 - ss
             ds = tl.load(seg_sum_ptr + (pid_b * n_seg + s) * dim + d)
             e = tl.load(seg_w_ptr + (pid_b * n_seg + s) * n_state * dim + nd, mask=nd_ok, other=0.0)
-            w = tl.exp2(ds[None, :] * A2) * w + e
+            w = tl.exp2(ds * A2) * w + e
     i0 = pid_s * seg_len
     i1 = tl.minimum(i0 + seg_len, L)
     u_base = u_ptr + pid_b * s_ub + d * s_ud
     d_base = delta_ptr + pid_b * s_db + d * s_dd
     z_base = z_ptr + pid_b * s_zb + d * s_zd
     g_base = dout_ptr + pid_b * s_gb + d * s_gd
-    B_base = B_ptr + pid_b * s_Bb + g * s_Bg + n * s_Bn
-    C_base = C_ptr + pid_b * s_Cb + g * s_Cg + n * s_Cn
+    # B and C are read as full (N, BD, BT) tiles (repeats hit L1) so they share u's layout: a (N, 1, BT)
+    # tile gets its own layout and every scan would pay for a layout conversion.
+    B_base = B_ptr + pid_b * s_Bb + g * s_Bg + n * s_Bn + d * 0
+    C_base = C_ptr + pid_b * s_Cb + g * s_Cg + n * s_Cn + d * 0
     out_base = (pid_b * dim + d) * L
     p_base = (pid_b * n_blk + pid_d) * L * n_state + n  # dBp/dCp rows: one N-vector per token
     n_tiles = tl.cdiv(L, BLOCK_T)
-    dA_acc = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
-    dD_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    db_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    dA_acc = tl.zeros((BLOCK_N, BLOCK_D, 1), dtype=tl.float32)
+    dD_acc = tl.zeros((1, BLOCK_D, 1), dtype=tl.float32)
+    db_acc = tl.zeros((1, BLOCK_D, 1), dtype=tl.float32)
+    LAST = 0 if REVERSE else BLOCK_T - 1  # columns of the tile's last / first scan steps
+    FIRST = BLOCK_T - 1 if REVERSE else 0
+    NEXT = -1 if REVERSE else 1  # memory step to the next scan step
     c_first = i0 // BLOCK_T
     c_last = tl.cdiv(i1, BLOCK_T) - 1
     for cc in range(0, c_last - c_first + 1):
         c = c_last - cc
-        i = c * BLOCK_T + j
-        ok = i < i1
-        t = tl.where(ok, L - 1 - i if REVERSE else i, 0)
-        m2 = (d >= 0)[:, None] & ok[None, :]
-        mn = n_ok[:, None] & ok[None, :]
-        ok_nx = (i + 1) < i1  # the next token's decay; 1 past the segment end (its carry comes in w)
-        t_nx = tl.where(ok_nx, L - 2 - i if REVERSE else i + 1, 0)
-        _, dt_nx = _delta_tile(d_base, t_nx, (d >= 0)[:, None] & ok_nx[None, :], bias, s_dl, HAS_BIAS, SOFTPLUS)
+        t, i, ok = _tile_pos(c, i1, L, j, BLOCK_T, REVERSE)
+        m2 = ok & (d >= 0)
+        mn = ok & n_ok & (d >= 0)
+        # The next scan step's decay; past the segment end it is 1 (the carry w comes in instead).
+        _, dt_nx = _delta_tile(d_base, t + NEXT, ((i + 1) < i1) & (d >= 0), bias, s_dl, HAS_BIAS, SOFTPLUS)
         x, dt = _delta_tile(d_base, t, m2, bias, s_dl, HAS_BIAS, SOFTPLUS)
-        u = tl.load(u_base[:, None] + t[None, :] * s_ul, mask=m2, other=0.0).to(tl.float32)
-        dy = tl.load(g_base[:, None] + t[None, :] * s_gl, mask=m2, other=0.0).to(tl.float32)
-        Ct = tl.load(C_base[:, None] + t[None, :] * s_Cl, mask=mn, other=0.0).to(tl.float32)
-        Bt = tl.load(B_base[:, None] + t[None, :] * s_Bl, mask=mn, other=0.0).to(tl.float32)
-        a = tl.exp2(dt[None, :, :] * A2[:, :, None])
-        b = Bt[:, None, :] * (dt * u)[None, :, :]
+        u = tl.load(u_base + t * s_ul, mask=m2, other=0.0).to(tl.float32)
+        dy = tl.load(g_base + t * s_gl, mask=m2, other=0.0).to(tl.float32)
+        Ct = tl.load(C_base + t * s_Cl, mask=mn, other=0.0).to(tl.float32)
+        Bt = tl.load(B_base + t * s_Bl, mask=mn, other=0.0).to(tl.float32)
+        a = tl.exp2(dt * A2)
+        b = Bt * (dt * u)
         if MODE == 0:
             h0 = tl.load(starts_ptr + (pid_b * n_tiles + c) * n_state * dim + nd, mask=nd_ok, other=0.0)
-            pa, pb = tl.associative_scan((a, b), 2, _compose)
-            hs = pa * h0[:, :, None] + pb
+            pa, pb = tl.associative_scan((a, b), 2, _compose, reverse=REVERSE)
+            hs = pa * h0 + pb
         if HAS_Z:
-            z = tl.load(z_base[:, None] + t[None, :] * s_zl, mask=m2, other=0.0).to(tl.float32)
+            z = tl.load(z_base + t * s_zl, mask=m2, other=0.0).to(tl.float32)
             sz = tl.sigmoid(z)
             if MODE == 0:
-                y = tl.sum(hs * Ct[:, None, :], axis=0)
+                y = tl.sum(hs * Ct, axis=0, keep_dims=True)
                 if HAS_D:
-                    y += Dv[:, None] * u
+                    y += Dv * u
                 dz = dy * y * sz * (1.0 + z * (1.0 - sz))
-                tl.store(dz_ptr + out_base[:, None] + t[None, :], dz.to(dz_ptr.dtype.element_ty), mask=m2)
+                tl.store(dz_ptr + out_base + t, dz.to(dz_ptr.dtype.element_ty), mask=m2)
             dy = dy * z * sz
-        src = Ct[:, None, :] * dy[None, :, :]
-        src = tl.where(j[None, None, :] == BLOCK_T - 1, src + w[:, :, None], src)
-        alpha = tl.exp2(dt_nx[None, :, :] * A2[:, :, None])
-        _, v = tl.associative_scan((alpha, src), 2, _compose, reverse=True)
-        w = _column(a * v, j, 0)
+        src = Ct * dy
+        src = tl.where(j == LAST, src + w, src)
+        alpha = tl.exp2(dt_nx * A2)
+        _, v = tl.associative_scan((alpha, src), 2, _compose, reverse=not REVERSE)
+        w = _column(a * v, j, FIRST)
         if MODE == 0:
             q = v * (hs - b)  # grad of (delta_t A), = a_t h_{t-1} v_t
-            gB = tl.sum(v * Bt[:, None, :], axis=0)
-            ddt = tl.sum(q * A2[:, :, None], axis=0) * LN2 + gB * u
+            gB = tl.sum(v * Bt, axis=0, keep_dims=True)
+            ddt = tl.sum(q * A2, axis=0, keep_dims=True) * LN2 + gB * u
             du = gB * dt
             if HAS_D:
-                du += Dv[:, None] * dy
-                dD_acc += tl.sum(dy * u, axis=1)
-            dA_acc += tl.sum(q * dt[None, :, :], axis=2)
-            p_off = p_base[:, None] + t[None, :] * n_state
-            tl.store(dBp_ptr + p_off, tl.sum(v * (dt * u)[None, :, :], axis=1), mask=mn)
-            tl.store(dCp_ptr + p_off, tl.sum(hs * dy[None, :, :], axis=1), mask=mn)
+                du += Dv * dy
+                dD_acc += tl.sum(dy * u, axis=2, keep_dims=True)
+            dA_acc += tl.sum(q * dt, axis=2, keep_dims=True)
+            p_off = p_base + t * n_state
+            tl.store(dBp_ptr + p_off, tl.sum(v * (dt * u), axis=1, keep_dims=True), mask=ok & n_ok)
+            tl.store(dCp_ptr + p_off, tl.sum(hs * dy, axis=1, keep_dims=True), mask=ok & n_ok)
             if SOFTPLUS:
                 ddt = ddt * tl.sigmoid(x)
-            db_acc += tl.sum(tl.where(m2, ddt, 0.0), axis=1)
-            tl.store(du_ptr + out_base[:, None] + t[None, :], du.to(du_ptr.dtype.element_ty), mask=m2)
-            tl.store(ddelta_ptr + out_base[:, None] + t[None, :], ddt.to(ddelta_ptr.dtype.element_ty), mask=m2)
+            db_acc += tl.sum(tl.where(m2, ddt, 0.0), axis=2, keep_dims=True)
+            tl.store(du_ptr + out_base + t, du.to(du_ptr.dtype.element_ty), mask=m2)
+            tl.store(ddelta_ptr + out_base + t, ddt.to(ddelta_ptr.dtype.element_ty), mask=m2)
     part = pid_b * n_seg + pid_s
     if MODE == 1:
         tl.store(seg_w_ptr + part * n_state * dim + nd, w, mask=nd_ok)

@@ -6,7 +6,7 @@ tokens: the tile's decays a_t = exp(delta_t A) and inputs b_t = delta_t B_t u_t 
 (BLOCK_D, BLOCK_T) loads along L, one ``tl.associative_scan`` over the time axis composes them, and only
 the state at the tile's end is carried (sequentially) to the next tile. Tensors are (N_pad, BLOCK_D,
 BLOCK_T), the state axis padded to a power of two; padded states have A = B = C = 0 and stay zero.
-Tokens past the segment end get delta = 0 (a = 1, b = 0), so the last column holds the last real state.
+Tokens past the segment end get delta = 0 (a = 1, b = 0), so the scan's end holds the last real state.
 
 Segments across programs work as in triton_fwd.py: MODE=1 computes each segment's end state from zero
 and its delta sum, MODE=0 folds the earlier segments in. MODE=0 saves the state at every tile start.
@@ -28,17 +28,33 @@ def _compose(a1, b1, a2, b2):
 
 
 @triton.jit
-def _column(x, cols, j):
-    """Column j of a (N, BD, BT) tile as (N, BD)."""
-    return tl.sum(tl.where(cols[None, None, :] == j, x, 0.0), axis=2)
+def _column(x, j, col):
+    """Column col of a (N, BD, BT) tile as (N, BD, 1)."""
+    return tl.sum(tl.where(j == col, x, 0.0), axis=2, keep_dims=True)
+
+
+@triton.jit
+def _tile_pos(c, i1, L, j, BLOCK_T: tl.constexpr, REVERSE: tl.constexpr):
+    """Tile c of the scan order: (memory positions t, scan positions i, in-range mask), all (1, 1, BT).
+
+    Columns are always in memory order (contiguous, vectorisable loads); with REVERSE the scan position
+    runs right to left and the time scans use ``reverse=True``.
+    """
+    if REVERSE:
+        t = L - (c + 1) * BLOCK_T + j
+        i = L - 1 - t
+    else:
+        t = c * BLOCK_T + j
+        i = t
+    return t, i, i < i1
 
 
 @triton.jit
 def _delta_tile(d_base, t, mask, bias, s_dl, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
-    """(raw delta + bias, delta after softplus) of a (BD, BT) tile; delta = 0 where masked."""
-    x = tl.load(d_base[:, None] + t[None, :] * s_dl, mask=mask, other=0.0).to(tl.float32)
+    """(raw delta + bias, delta after softplus) of a (1, BD, BT) tile; delta = 0 where masked."""
+    x = tl.load(d_base + t * s_dl, mask=mask, other=0.0).to(tl.float32)
     if HAS_BIAS:
-        x += bias[:, None]
+        x += bias
     dt = _softplus(x) if SOFTPLUS else x
     return x, tl.where(mask, dt, 0.0)
 
@@ -60,65 +76,67 @@ def smalln_fwd_kernel(
 ):
     # At: (N, dim) float32 = A^T log2(e).  starts: (batch, n_tiles, N, dim); seg_end: (batch, n_seg, N, dim);
     # seg_sum: (batch, n_seg, dim); last: (batch, dim, N); all contiguous float32.
+    # Every tensor is 3-D (state, channel, token) so that one layout serves loads, scans and reductions.
     pid_b = tl.program_id(0)
     pid_d = tl.program_id(1)
     pid_s = tl.program_id(2)
-    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)  # BLOCK_D divides dim_per_group: one B/C group
-    n = tl.arange(0, BLOCK_N)
-    j = tl.arange(0, BLOCK_T)
+    d = (pid_d * BLOCK_D + tl.arange(0, BLOCK_D))[None, :, None]  # BLOCK_D divides dim_per_group: one group
+    n = tl.arange(0, BLOCK_N)[:, None, None]
+    j = tl.arange(0, BLOCK_T)[None, None, :]
     n_ok = n < n_state
     g = (pid_d * BLOCK_D) // dim_per_group
-    nd = n[:, None] * dim + d[None, :]
-    nd_ok = n_ok[:, None] & (d >= 0)[None, :]
-    A2 = tl.load(At_ptr + nd, mask=nd_ok, other=0.0)
+    nd = n * dim + d
+    nd_ok = n_ok & (d >= 0)
+    A2 = tl.load(At_ptr + nd, mask=nd_ok, other=0.0)  # (N, BD, 1)
     Dv = tl.load(D_ptr + d) if HAS_D else 0.0
     bias = tl.load(bias_ptr + d) if HAS_BIAS else 0.0
-    h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
+    h = tl.zeros((BLOCK_N, BLOCK_D, 1), dtype=tl.float32)
     if MODE == 0:
         for s in range(0, pid_s):  # fold in the earlier segments: h <- exp(A sum delta_s) h + end_s
             ds = tl.load(seg_sum_ptr + (pid_b * n_seg + s) * dim + d)
             e = tl.load(seg_end_ptr + (pid_b * n_seg + s) * n_state * dim + nd, mask=nd_ok, other=0.0)
-            h = tl.exp2(ds[None, :] * A2) * h + e
-    dsum = tl.zeros((BLOCK_D,), dtype=tl.float32)
+            h = tl.exp2(ds * A2) * h + e
+    dsum = tl.zeros((1, BLOCK_D, 1), dtype=tl.float32)
     i0 = pid_s * seg_len
     i1 = tl.minimum(i0 + seg_len, L)
     u_base = u_ptr + pid_b * s_ub + d * s_ud
     d_base = delta_ptr + pid_b * s_db + d * s_dd
     z_base = z_ptr + pid_b * s_zb + d * s_zd
     o_base = out_ptr + pid_b * s_ob + d * s_od
-    B_base = B_ptr + pid_b * s_Bb + g * s_Bg + n * s_Bn
-    C_base = C_ptr + pid_b * s_Cb + g * s_Cg + n * s_Cn
+    # B and C are read as full (N, BD, BT) tiles (repeats hit L1) so they share u's layout: a (N, 1, BT)
+    # tile gets its own layout and every scan would pay for a layout conversion.
+    B_base = B_ptr + pid_b * s_Bb + g * s_Bg + n * s_Bn + d * 0
+    C_base = C_ptr + pid_b * s_Cb + g * s_Cg + n * s_Cn + d * 0
     n_tiles = tl.cdiv(L, BLOCK_T)
-    for k0 in range(i0, i1, BLOCK_T):  # i0 is a multiple of BLOCK_T
-        i = k0 + j
-        ok = i < i1
-        t = tl.where(ok, L - 1 - i if REVERSE else i, 0)  # reverse: read right to left in place
-        m2 = (d >= 0)[:, None] & ok[None, :]
-        mn = n_ok[:, None] & ok[None, :]
-        u = tl.load(u_base[:, None] + t[None, :] * s_ul, mask=m2, other=0.0).to(tl.float32)
+    LAST = 0 if REVERSE else BLOCK_T - 1  # column of the tile's last scan step
+    for c in range(i0 // BLOCK_T, tl.cdiv(i1, BLOCK_T)):  # i0 is a multiple of BLOCK_T
+        t, i, ok = _tile_pos(c, i1, L, j, BLOCK_T, REVERSE)
+        m2 = ok & (d >= 0)
+        mn = ok & n_ok & (d >= 0)
+        u = tl.load(u_base + t * s_ul, mask=m2, other=0.0).to(tl.float32)
         x, dt = _delta_tile(d_base, t, m2, bias, s_dl, HAS_BIAS, SOFTPLUS)
-        Bt = tl.load(B_base[:, None] + t[None, :] * s_Bl, mask=mn, other=0.0).to(tl.float32)
+        Bt = tl.load(B_base + t * s_Bl, mask=mn, other=0.0).to(tl.float32)
         if MODE == 0 and SAVE_STARTS:
-            tl.store(starts_ptr + (pid_b * n_tiles + k0 // BLOCK_T) * n_state * dim + nd, h, mask=nd_ok)
-        a = tl.exp2(dt[None, :, :] * A2[:, :, None])
-        b = Bt[:, None, :] * (dt * u)[None, :, :]
-        pa, pb = tl.associative_scan((a, b), 2, _compose)
-        hs = pa * h[:, :, None] + pb
-        h = _column(hs, j, BLOCK_T - 1)
+            tl.store(starts_ptr + (pid_b * n_tiles + c) * n_state * dim + nd, h, mask=nd_ok)
+        a = tl.exp2(dt * A2)
+        b = Bt * (dt * u)
+        pa, pb = tl.associative_scan((a, b), 2, _compose, reverse=REVERSE)
+        hs = pa * h + pb
+        h = _column(hs, j, LAST)
         if MODE == 0:
-            Ct = tl.load(C_base[:, None] + t[None, :] * s_Cl, mask=mn, other=0.0).to(tl.float32)
-            y = tl.sum(hs * Ct[:, None, :], axis=0)
+            Ct = tl.load(C_base + t * s_Cl, mask=mn, other=0.0).to(tl.float32)
+            y = tl.sum(hs * Ct, axis=0, keep_dims=True)
             if HAS_D:
-                y += Dv[:, None] * u
+                y += Dv * u
             if HAS_Z:
-                z = tl.load(z_base[:, None] + t[None, :] * s_zl, mask=m2, other=0.0).to(tl.float32)
+                z = tl.load(z_base + t * s_zl, mask=m2, other=0.0).to(tl.float32)
                 y = y * z * tl.sigmoid(z)
-            tl.store(o_base[:, None] + t[None, :] * s_ol, y.to(out_ptr.dtype.element_ty), mask=m2)
+            tl.store(o_base + t * s_ol, y.to(out_ptr.dtype.element_ty), mask=m2)
         else:
-            dsum += tl.sum(dt, axis=1)
+            dsum += tl.sum(dt, axis=2, keep_dims=True)
     if MODE == 1:
         tl.store(seg_end_ptr + (pid_b * n_seg + pid_s) * n_state * dim + nd, h, mask=nd_ok)
         tl.store(seg_sum_ptr + (pid_b * n_seg + pid_s) * dim + d, dsum)
     else:
         if pid_s == n_seg - 1:
-            tl.store(last_ptr + (pid_b * dim + d[None, :]) * n_state + n[:, None], h, mask=nd_ok)
+            tl.store(last_ptr + (pid_b * dim + d) * n_state + n, h, mask=nd_ok)
