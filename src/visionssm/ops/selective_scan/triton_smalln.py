@@ -23,14 +23,15 @@ def use_smalln(nstate: int) -> bool:
     return nstate <= MAX_NSTATE and os.environ.get("VISIONSSM_SCAN_SMALLN", "1") != "0"
 
 
-def smalln_config(batch: int, dim: int, dim_per_group: int, length: int):
+def smalln_config(batch: int, dim: int, dim_per_group: int, nstate: int, length: int):
     """(BLOCK_D, BLOCK_T, num_warps, seg_len, n_seg). ``VISIONSSM_SCAN_SMALLN_CFG=bd,bt,warps`` overrides."""
     bd, bt, warps = 4, 256, 4
     if os.environ.get("VISIONSSM_SCAN_SMALLN_CFG"):
         bd, bt, warps = (int(v) for v in os.environ["VISIONSSM_SCAN_SMALLN_CFG"].split(","))
     while dim_per_group % bd:
         bd //= 2
-    bt = max(16, min(bt, triton.next_power_of_2(length)))  # short sequences: one small tile
+    # bt is the N = 1 tile; larger N shrink it to keep ~8 state values per thread (no spills, see ptxas -v).
+    bt = max(16, min(bt // triton.next_power_of_2(nstate), triton.next_power_of_2(length)))
     programs = batch * (dim // bd)
     target = int(os.environ.get("VISIONSSM_SCAN_PROGRAMS", _TARGET_PROGRAMS))
     n_seg = max(1, min(triton.cdiv(target, programs), triton.cdiv(length, 2 * bt)))
@@ -49,7 +50,7 @@ class SmallNScan(torch.autograd.Function):
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus, reverse):
         batch, dim, length = u.shape
         groups, nstate = B.shape[1], A.shape[1]
-        bd, bt, warps, seg_len, n_seg = smalln_config(batch, dim, dim // groups, length)
+        bd, bt, warps, seg_len, n_seg = smalln_config(batch, dim, dim // groups, nstate, length)
         f32 = dict(dtype=torch.float32, device=u.device)
         out = _alloc.empty_like(u)
         last = _alloc.empty(batch, dim, nstate, **f32)
