@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from visionssm.ops import _alloc
 from visionssm.ops.selective_scan import selective_scan
@@ -136,6 +138,41 @@ def test_smalln_switch_keeps_old_path(smalln_calls, monkeypatch, triton_device):
     monkeypatch.setenv("VISIONSSM_SCAN_SMALLN", "0")
     _check((2, 4, 37, 1), 1, True, True, triton_device)
     assert smalln_calls == []
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    batch=st.integers(1, 2),
+    groups=st.sampled_from([1, 2]),
+    dim_per_group=st.integers(1, 4),
+    length=st.one_of(st.just(1), st.integers(1, 60)),
+    nstate=st.integers(1, 4),
+    reverse=st.booleans(),
+    softplus=st.booleans(),
+    use_z=st.booleans(),
+    use_bias=st.booleans(),
+    cfg=st.sampled_from(["1,16,1", "2,16,1", "4,32,2"]),
+)
+def test_smalln_random_shapes_and_flags(batch, groups, dim_per_group, length, nstate, reverse, softplus, use_z,
+                                        use_bias, cfg):
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    x = make_inputs(batch, groups * dim_per_group, length, nstate, groups)
+    if not use_z:
+        x["z"] = None
+    if not use_bias:
+        x["delta_bias"] = None
+    if not softplus:
+        x["delta"] = x["delta"].abs() * 0.5  # a positive step without softplus
+    kw = dict(delta_softplus=softplus, reverse=reverse, return_last_state=True)
+    ref_out, ref_g = run_with_grads(lambda **a: selective_scan(**a, backend="reference", **kw), x, lambda t: t)
+    with pytest.MonkeyPatch.context() as mp, _alloc.poisoned_outputs():
+        mp.setenv("VISIONSSM_SCAN_SMALLN_CFG", cfg)
+        out, g = run_with_grads(lambda **a: selective_scan(**a, backend="triton", **kw), x,
+                                lambda t: t.to(device=device, dtype=torch.float32))
+    for o, r in zip(out, ref_out):
+        assert rel_err(o, r) <= 1e-4
+    for name, r in ref_g.items():
+        assert rel_err(g[name], r) <= 1e-4, (name, rel_err(g[name], r))
 
 
 @pytest.mark.gpu
