@@ -128,3 +128,78 @@ def test_triton_under_inference_mode(triton_device):
         y = routed_selective_scan(**x, index=index, backend="triton")
         ref = routed_selective_scan(**x, index=index, backend="reference")
     assert rel_err(y, ref) < 1e-5
+
+
+# --- time-parallel small-N path (triton_routed_smalln.py, N <= 4) --------------------------------------------
+@pytest.fixture
+def routed_smalln_calls(monkeypatch):
+    """Counts the routed small-N kernel's launches; small tiles (16 steps, 2 channels) so that tiny maps span
+    several tiles and, on longer routes, several segments."""
+    from visionssm.ops.scan_routes import triton_routed_smalln
+
+    calls = []
+    real = triton_routed_smalln.RoutedSmallNScan
+
+    class Spy(real):
+        @staticmethod
+        def forward(ctx, *args):
+            calls.append(args[2].shape[1])  # N, from A (K*C, N)
+            return real.forward(ctx, *args)
+
+    monkeypatch.setattr(triton_routed_smalln, "RoutedSmallNScan", Spy)
+    monkeypatch.setenv("VISIONSSM_ROUTES_SMALLN_CFG", "2,16,1")
+    return calls
+
+
+@pytest.mark.parametrize(
+    "kind,H,W,nstate,u_shared,merge",
+    [("cross", 4, 5, 1, True, True), ("snake", 3, 6, 1, False, False), ("atrous", 4, 4, 2, False, True),
+     ("multiscale", 4, 4, 3, True, True), ("cross", 8, 9, 1, True, True), ("cross", 1, 1, 4, False, False)],
+)
+def test_smalln_routes_fp32_matches_reference(kind, H, W, nstate, u_shared, merge, routed_smalln_calls,
+                                              triton_device):
+    # 8 x 9 cross: 72-step routes = 2 segments of 3 tiles; 1 x 1: one-step routes.
+    _check(kind, H, W, 2, 4, nstate, triton_device, u_shared=u_shared, merge=merge)
+    assert routed_smalln_calls == [nstate]
+
+
+@pytest.mark.parametrize("merge", [True, False])
+def test_smalln_arbitrary_routes(merge, routed_smalln_calls, triton_device):
+    """Repeated and unvisited positions (atomics + zero fill), routes of 19 steps (two tiles)."""
+    _check(random_routes(3, 19, 6, seed=3), 2, 3, 2, 2, 1, triton_device, u_shared=not merge, merge=merge)
+    assert routed_smalln_calls == [1]
+
+
+def test_smalln_route_order_outputs_without_skip(routed_smalln_calls, triton_device):
+    _check("cross", 3, 6, 2, 2, 1, triton_device, merge=False, output_order="route", use_d=False)
+    assert routed_smalln_calls == [1]
+
+
+@pytest.mark.parametrize("name", ["bf16", "fp16"])
+def test_smalln_routes_low_precision_inputs(name, routed_smalln_calls, triton_device):
+    _check("cross", 3, 6, 2, 2, 1, triton_device, dtype=LOW[name], tol=1e-2)
+    assert routed_smalln_calls == [1]
+
+
+def test_smalln_routes_switch_keeps_old_path(routed_smalln_calls, monkeypatch, triton_device):
+    """VISIONSSM_ROUTES_SMALLN=0 runs the one-step-per-iteration kernel for N <= 4 (both paths stay tested)."""
+    monkeypatch.setenv("VISIONSSM_ROUTES_SMALLN", "0")
+    _check("cross", 3, 4, 2, 2, 1, triton_device)
+    assert routed_smalln_calls == []
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["fp32", "bf16"])
+@pytest.mark.parametrize("kind", ["cross", "snake", "atrous", "multiscale"])
+def test_smalln_routes_gpu_vmamba_v2(kind, name):
+    """VMamba v2 (N = 1) at stage-1 size; other route kinds at 28 x 28."""
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[name]
+    H = 56 if kind == "cross" else 28
+    _check(kind, H, H, 4, 96, 1, torch.device("cuda"), u_shared=kind != "atrous", merge=kind != "snake",
+           dtype=dtype, tol=1e-4 if name == "fp32" else 1e-2, ref_backend="torch")
+
+
+@pytest.mark.gpu
+def test_smalln_routes_gpu_segments():
+    """Batch 1: few programs, so routes are cut into segments."""
+    _check("cross", 56, 56, 1, 96, 1, torch.device("cuda"), ref_backend="torch")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from visionssm.ops import _alloc
 from visionssm.ops.selective_scan import selective_scan
@@ -84,3 +86,108 @@ def test_triton_gpu_real_sizes_low_precision(name):
 @pytest.mark.gpu
 def test_triton_gpu_long_sequence():
     _check((1, 64, 6085, 16), 1, True, True, torch.device("cuda"), dtype=torch.bfloat16, tol=1e-2, ref_backend="torch")
+
+
+# --- time-parallel small-N path (triton_smalln.py, N <= 4) ---------------------------------------------------
+# Small tiles (16 tokens, 2 channels) so that short sequences span several tiles and several segments.
+SMALL_TILES = "2,16,1"
+
+
+@pytest.fixture
+def smalln_calls(monkeypatch):
+    """Counts the small-N kernel's launches (the dispatch must pick it for N <= 4)."""
+    from visionssm.ops.selective_scan import triton_scan
+
+    calls = []
+    real = triton_scan.SmallNScan
+
+    class Spy(real):
+        @staticmethod
+        def forward(ctx, *args):
+            calls.append(args[2].shape[1])  # N, from A (dim, N)
+            return real.forward(ctx, *args)
+
+    monkeypatch.setattr(triton_scan, "SmallNScan", Spy)
+    monkeypatch.setenv("VISIONSSM_SCAN_SMALLN_CFG", SMALL_TILES)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "shape,groups",
+    [((2, 4, 1, 1), 1), ((2, 4, 37, 1), 1), ((1, 8, 70, 2), 2), ((2, 6, 23, 3), 3), ((1, 4, 45, 4), 1)],
+)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_smalln_fp32_matches_reference(shape, groups, reverse, smalln_calls, triton_device):
+    _check(shape, groups, reverse, True, triton_device)
+    assert smalln_calls == [shape[3]]
+
+
+def test_smalln_without_gate_and_skip(smalln_calls, triton_device):
+    _check((2, 4, 29, 1), 1, True, False, triton_device, use_z=False)
+    assert smalln_calls == [1]
+
+
+@pytest.mark.parametrize("name", ["bf16", "fp16"])
+def test_smalln_low_precision_inputs(name, smalln_calls, triton_device):
+    _check((2, 4, 45, 1), 1, True, True, triton_device, dtype=LOW[name], tol=1e-2)
+    assert smalln_calls == [1]
+
+
+def test_smalln_switch_keeps_old_path(smalln_calls, monkeypatch, triton_device):
+    """VISIONSSM_SCAN_SMALLN=0 runs the one-token-per-step kernel for N <= 4 (both paths stay tested)."""
+    monkeypatch.setenv("VISIONSSM_SCAN_SMALLN", "0")
+    _check((2, 4, 37, 1), 1, True, True, triton_device)
+    assert smalln_calls == []
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    batch=st.integers(1, 2),
+    groups=st.sampled_from([1, 2]),
+    dim_per_group=st.integers(1, 4),
+    length=st.one_of(st.just(1), st.integers(1, 60)),
+    nstate=st.integers(1, 4),
+    reverse=st.booleans(),
+    softplus=st.booleans(),
+    use_z=st.booleans(),
+    use_bias=st.booleans(),
+    cfg=st.sampled_from(["1,16,1", "2,16,1", "4,32,2"]),
+)
+def test_smalln_random_shapes_and_flags(batch, groups, dim_per_group, length, nstate, reverse, softplus, use_z,
+                                        use_bias, cfg):
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    x = make_inputs(batch, groups * dim_per_group, length, nstate, groups)
+    if not use_z:
+        x["z"] = None
+    if not use_bias:
+        x["delta_bias"] = None
+    if not softplus:
+        x["delta"] = x["delta"].abs() * 0.5  # a positive step without softplus
+    kw = dict(delta_softplus=softplus, reverse=reverse, return_last_state=True)
+    ref_out, ref_g = run_with_grads(lambda **a: selective_scan(**a, backend="reference", **kw), x, lambda t: t)
+    with pytest.MonkeyPatch.context() as mp, _alloc.poisoned_outputs():
+        mp.setenv("VISIONSSM_SCAN_SMALLN_CFG", cfg)
+        out, g = run_with_grads(lambda **a: selective_scan(**a, backend="triton", **kw), x,
+                                lambda t: t.to(device=device, dtype=torch.float32))
+    for o, r in zip(out, ref_out):
+        assert rel_err(o, r) <= 1e-4
+    for name, r in ref_g.items():
+        assert rel_err(g[name], r) <= 1e-4, (name, rel_err(g[name], r))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("nstate,reverse", [(1, False), (1, True), (2, True), (4, False)])
+def test_smalln_gpu_real_sizes_fp32(nstate, reverse):
+    _check((4, 128, 1000, nstate), 1, reverse, True, torch.device("cuda"))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["bf16", "fp16"])
+def test_smalln_gpu_vmamba_shape_low_precision(name):
+    # VMamba-T stage 1: 4 routes x 96 channels, 56 x 56 tokens, N = 1 (batch cut down for the reference).
+    _check((2, 384, 3136, 1), 1, False, True, torch.device("cuda"), dtype=LOW[name], tol=1e-2)
+
+
+@pytest.mark.gpu
+def test_smalln_gpu_long_sequence_segments():
+    _check((1, 64, 6085, 1), 1, True, True, torch.device("cuda"), dtype=torch.bfloat16, tol=1e-2, ref_backend="torch")

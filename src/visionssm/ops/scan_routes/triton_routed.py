@@ -171,7 +171,12 @@ def routed_selective_scan_triton(
     """Same contract as :func:`visionssm.ops.scan_routes.routed_selective_scan`; float32 state math."""
     idx, injective, covers = _route_kind(index, delta.shape[2], u.device)
     f32 = lambda t: t.float().contiguous() if t is not None else None
-    return _RoutedScan.apply(
-        u, delta, f32(A), _n_contiguous(B), _n_contiguous(C), f32(D), f32(delta_bias), idx, delta_softplus, merge,
+    from .triton_routed_smalln import RoutedSmallNScan, use_routed_smalln  # N <= 4: time-parallel tiles
+
+    smalln = use_routed_smalln(A.shape[1])
+    scan = RoutedSmallNScan if smalln else _RoutedScan
+    B, C = (B, C) if smalln else (_n_contiguous(B), _n_contiguous(C))
+    return scan.apply(
+        u, delta, f32(A), B, C, f32(D), f32(delta_bias), idx, delta_softplus, merge,
         out_dtype or u.dtype, output_order == "route", injective, covers,
     )

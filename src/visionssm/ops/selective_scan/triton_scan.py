@@ -11,6 +11,7 @@ from .. import _alloc
 from .reference import grouped_bc
 from .triton_bwd import selective_scan_bwd_kernel
 from .triton_fwd import selective_scan_fwd_kernel
+from .triton_smalln import SmallNScan, use_smalln
 
 LOG2E = 1.4426950408889634
 
@@ -146,11 +147,13 @@ def selective_scan_triton(
     return_last_state=False,
 ):
     """Same contract as :func:`visionssm.ops.selective_scan`; float32 state math, outputs in u's dtype."""
-    B, C = (_n_contiguous(t) for t in grouped_bc(B, C, u.shape[1]))
+    smalln = use_smalln(A.shape[1])  # time-parallel kernel for N <= 4 (triton_smalln.py)
+    B, C = (t if smalln else _n_contiguous(t) for t in grouped_bc(B, C, u.shape[1]))
     if delta.dtype != u.dtype:
         delta = delta.to(u.dtype)
     if z is not None and z.dtype != u.dtype:
         z = z.to(u.dtype)
     f32 = lambda t: t.float().contiguous() if t is not None else None
-    out, last = _TritonScan.apply(u, delta, f32(A), B, C, f32(D), z, f32(delta_bias), delta_softplus, reverse)
+    scan = SmallNScan if smalln else _TritonScan
+    out, last = scan.apply(u, delta, f32(A), B, C, f32(D), z, f32(delta_bias), delta_softplus, reverse)
     return (out, last) if return_last_state else out

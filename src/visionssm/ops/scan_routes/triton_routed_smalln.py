@@ -1,0 +1,131 @@
+"""Autograd wrapper of the time-parallel routed small-N Triton scan (N <= 4; VMamba v2's N = 1).
+
+triton_routed.py dispatches here when N <= 4 unless ``VISIONSSM_ROUTES_SMALLN=0``. Buffers, dtypes and the
+index-map handling follow triton_routed._RoutedScan; tiles follow ops/selective_scan/triton_smalln.py.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+
+from .. import _alloc
+from ..selective_scan.triton_smalln import MAX_NSTATE
+from .triton_routed_smalln_bwd import routed_smalln_bwd_kernel
+from .triton_routed_smalln_fwd import routed_smalln_fwd_kernel
+
+LOG2E = 1.4426950408889634
+_TARGET_PROGRAMS = 1024  # below this many (batch, channel block) programs, routes are cut into segments
+
+
+def use_routed_smalln(nstate: int) -> bool:
+    return nstate <= MAX_NSTATE and os.environ.get("VISIONSSM_ROUTES_SMALLN", "1") != "0"
+
+
+def routed_smalln_config(batch: int, dim: int, ch: int, nstate: int, length: int):
+    """(BLOCK_D, BLOCK_T, num_warps, seg_len, n_seg). ``VISIONSSM_ROUTES_SMALLN_CFG=bd,bt,warps`` overrides."""
+    bd, bt, warps = 4, 256, 4
+    if os.environ.get("VISIONSSM_ROUTES_SMALLN_CFG"):
+        bd, bt, warps = (int(v) for v in os.environ["VISIONSSM_ROUTES_SMALLN_CFG"].split(","))
+    while ch % bd:
+        bd //= 2
+    bt = max(16, min(bt // triton.next_power_of_2(nstate), triton.next_power_of_2(length)))
+    programs = batch * (dim // bd)
+    n_seg = max(1, min(triton.cdiv(_TARGET_PROGRAMS, programs), triton.cdiv(length, 2 * bt)))
+    seg_len = triton.cdiv(triton.cdiv(length, n_seg), bt) * bt
+    return bd, bt, warps, seg_len, triton.cdiv(length, seg_len)
+
+
+def _fill(dtype, zero, *shape, device):
+    return torch.zeros(*shape, dtype=dtype, device=device) if zero else _alloc.empty(*shape, dtype=dtype, device=device)
+
+
+class RoutedSmallNScan(torch.autograd.Function):
+    """Same arguments as triton_routed._RoutedScan (B, C: (batch, K, N, Lmap) in any float dtype)."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, delta_bias, idx, softplus, merge, out_dtype, route_order, injective,
+                covers):
+        batch, dim, lmap = delta.shape
+        K, lr = idx.shape
+        ch, nstate = dim // K, A.shape[1]
+        u_shared = u.shape[1] == ch
+        bd, bt, warps, seg_len, n_seg = routed_smalln_config(batch, dim, ch, nstate, lr)
+        f32 = dict(dtype=torch.float32, device=u.device)
+        accum, zero = not injective, not covers
+        out_accum = accum and not route_order
+        y_dtype = out_dtype if not (merge or out_accum) else torch.float32
+        out = _fill(y_dtype, zero and not route_order, batch, dim, lr if route_order else lmap, device=u.device)
+        save = any(ctx.needs_input_grad)
+        starts = _alloc.empty(batch, triton.cdiv(lr, bt), nstate, dim, **f32) if save else out
+        seg_end = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else out
+        seg_sum = _alloc.empty(batch, n_seg, dim, **f32) if n_seg > 1 else out
+        At = (A * LOG2E).t().contiguous()
+        opt = lambda t: t if t is not None else out
+        args = (
+            u, delta, At, B, C, opt(D), opt(delta_bias), idx, out, starts, seg_end, seg_sum,
+            lr, ch, nstate, seg_len, n_seg,
+            *u.stride(), *delta.stride(), *out.stride(), *B.stride(), *C.stride(),
+        )
+        flags = dict(
+            HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus, U_SHARED=u_shared,
+            ACCUM=out_accum, OUT_AT_STEP=route_order, SAVE_STARTS=save, BLOCK_D=bd, BLOCK_T=bt,
+            BLOCK_N=triton.next_power_of_2(nstate), num_warps=warps,
+        )
+        grid = (batch, dim // bd, n_seg)
+        if n_seg > 1:
+            routed_smalln_fwd_kernel[grid](*args, MODE=1, **flags)
+        routed_smalln_fwd_kernel[grid](*args, MODE=0, **flags)
+        ctx.save_for_backward(u, delta, At, B, C, D, delta_bias, idx, starts, seg_sum)
+        ctx.cfg = (softplus, merge, route_order, accum, zero, bd, bt, warps, seg_len, n_seg)
+        y = out.view(batch, K, ch, lmap).sum(1) if merge else out
+        return y.to(out_dtype)
+
+    @staticmethod
+    def backward(ctx, dy):
+        u, delta, At, B, C, D, delta_bias, idx, starts, seg_sum = ctx.saved_tensors
+        softplus, merge, route_order, accum, zero, bd, bt, warps, seg_len, n_seg = ctx.cfg
+        batch, dim, lmap = delta.shape
+        K, lr = idx.shape
+        ch, nstate = dim // K, At.shape[0]
+        u_shared = u.shape[1] == ch
+        dev = u.device
+        f32 = dict(dtype=torch.float32, device=dev)
+        n_blk = dim // bd
+        du = _fill(u.dtype if not (u_shared or accum) else torch.float32, zero, batch, dim, lmap, device=dev)
+        ddelta = _fill(delta.dtype if not accum else torch.float32, zero, batch, dim, lmap, device=dev)
+        dBp = _fill(torch.float32, zero, batch, n_blk, lmap, nstate, device=dev)
+        dCp = _fill(torch.float32, zero, batch, n_blk, lmap, nstate, device=dev)
+        dAp = _alloc.empty(batch, n_seg, nstate, dim, **f32)
+        dDp = _alloc.empty(batch, n_seg, dim, **f32) if D is not None else None
+        dbp = _alloc.empty(batch, n_seg, dim, **f32) if delta_bias is not None else None
+        seg_w = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else dAp
+        opt = lambda t: t if t is not None else du
+        args = (
+            u, delta, At, B, C, opt(D), opt(delta_bias), idx, dy, starts, seg_w, seg_sum,
+            du, ddelta, dAp, dBp, dCp, opt(dDp), opt(dbp),
+            lr, lmap, ch, nstate, seg_len, n_seg,
+            *u.stride(), *delta.stride(), *dy.stride(), *B.stride(), *C.stride(),
+        )
+        flags = dict(
+            HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus, U_SHARED=u_shared,
+            G_SHARED=merge, G_AT_STEP=route_order, ACCUM=accum, BLOCK_D=bd, BLOCK_T=bt,
+            BLOCK_N=triton.next_power_of_2(nstate), num_warps=warps,
+        )
+        grid = (batch, n_blk, n_seg)
+        if n_seg > 1:
+            routed_smalln_bwd_kernel[grid](*args, MODE=1, **flags)
+        routed_smalln_bwd_kernel[grid](*args, MODE=0, **flags)
+        if u_shared:
+            du = du.view(batch, K, ch, lmap).sum(1)
+        # Per-block partial grads of B and C -> sum over the blocks of each route; per-program A, D, bias.
+        dB = dBp.view(batch, K, n_blk // K, lmap, nstate).sum(2).transpose(-1, -2)
+        dC = dCp.view(batch, K, n_blk // K, lmap, nstate).sum(2).transpose(-1, -2)
+        return (
+            du.to(u.dtype), ddelta.to(delta.dtype), dAp.sum((0, 1)).t(), dB.to(B.dtype), dC.to(C.dtype),
+            dDp.sum((0, 1)).to(D.dtype) if D is not None else None,
+            dbp.sum((0, 1)).to(delta_bias.dtype) if delta_bias is not None else None,
+            None, None, None, None, None, None, None,
+        )
