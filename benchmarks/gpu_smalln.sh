@@ -61,7 +61,7 @@ for cfg in ("4,128,4", "8,256,8", "2,512,4", "8,128,4", "4,512,8"):
     sweep.append(dict(cfg=cfg, fwd_ms=time_fn(ours, x, False), fwdbwd_ms=time_fn(ours, x, True)))
     print(f"cfg {cfg:<10}{sweep[-1]['fwd_ms']:8.3f}/{sweep[-1]['fwdbwd_ms']:8.3f}", flush=True)
 del os.environ["VISIONSSM_SCAN_SMALLN_CFG"]
-gpu = torch.cuda.get_device_name().split()[-1].lower()
+gpu = torch.cuda.get_device_name().lower().replace("nvidia", "").split()[0]  # "h100", like bench_scan.py
 res = dict(device=torch.cuda.get_device_name(), date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
            torch=torch.__version__, triton=triton.__version__, dtype="bf16", records=records,
            cfg_sweep_64x384x3136x1=sweep)
