@@ -20,7 +20,8 @@ _TARGET_PROGRAMS = 1024  # below this many (batch, channel block) programs, L is
 
 
 def use_smalln(nstate: int) -> bool:
-    return nstate <= MAX_NSTATE and os.environ.get("VISIONSSM_SCAN_SMALLN", "1") != "0"
+    limit = int(os.environ.get("VISIONSSM_SCAN_SMALLN_MAXN", MAX_NSTATE))  # tuning: try it at larger N
+    return nstate <= limit and os.environ.get("VISIONSSM_SCAN_SMALLN", "1") != "0"
 
 
 def smalln_config(batch: int, dim: int, dim_per_group: int, nstate: int, length: int):
