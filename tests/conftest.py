@@ -28,3 +28,15 @@ def triton_device():
     if not INTERPRET:
         pytest.skip("no CUDA and TRITON_INTERPRET is not set")
     return torch.device("cpu")
+
+
+_THREADS = torch.get_num_threads()  # at start-up, before any fixture (module-scoped ones included) changes it
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Some tests (and the bench/profile CLI's --threads) set torch's thread count; give it back, so a later
+    test comparing this process with a child process (resume is bit-exact) sees the same threading."""
+    torch.set_num_threads(_THREADS)
+    yield
+    torch.set_num_threads(_THREADS)
