@@ -24,30 +24,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-LOG2E = tl.constexpr(1.4426950408889634)
-
-
-@triton.jit
-def _softplus(x):
-    # Same threshold as torch.nn.functional.softplus (identity above 20).
-    return tl.where(x > 20.0, x, tl.log(1.0 + tl.exp(tl.minimum(x, 20.0))))
-
-
-@triton.jit
-def _ld(ptr, mask, EVEN: tl.constexpr):
-    """Load, masked only when the state size is not a power of two (EVEN: no predicates in the loop)."""
-    if EVEN:
-        return tl.load(ptr)
-    else:
-        return tl.load(ptr, mask=mask, other=0.0)
-
-
-@triton.jit
-def _st(ptr, val, mask, EVEN: tl.constexpr):
-    if EVEN:
-        tl.store(ptr, val)
-    else:
-        tl.store(ptr, val, mask=mask)
+# The plain scan's helpers (softplus with torch's threshold, loads/stores masked only for odd N).
+from ..selective_scan.triton_fwd import LOG2E, _ld, _softplus, _st  # noqa: F401  (LOG2E, _softplus re-exported)
 
 
 @triton.jit
