@@ -127,3 +127,18 @@ def test_predict_names_a_bad_image(capsys, run_dir, tmp_path):
     bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     code, _, err = _cli(capsys, "predict", "--checkpoint", run_dir / "best.safetensors", bad)
     assert code == 2 and err.count("\n") == 1 and f"corrupt image {bad}" in err
+
+
+def test_models_and_profile_count_flops_alike_for_routed_scans():
+    # `visionssm models` and `visionssm profile` share one accounting: aten matmuls/convs plus our ops' own
+    # counts (routed scans included), with the aten ops inside our ops left out.
+    import torch
+
+    from visionssm.bench.profile import count_flops as profile_flops
+    from visionssm.models.vmamba import VMamba
+    from visionssm.train.summary import count_flops
+
+    model = VMamba(depths=(1, 1, 2, 1), dims=16, num_classes=10)
+    got = profile_flops(model, 32, torch.device("cpu"))
+    assert got["ops"]["selective_scan"] > 0
+    assert count_flops(model, (3, 32, 32)) == got["total"]

@@ -232,8 +232,10 @@ def test_triton_hsm_matches_reference(batch, dim, length, nstate, inner, use_a):
         assert o.dtype == torch.float32
         assert rel_err(o, r) <= 2e-5
     for name, r in ref_g.items():
-        if name == "A":  # inert: softmax over L cancels it; both gradients are rounding noise
-            assert g[name].abs().max() < 1e-4
+        if name == "A":  # inert: softmax over L cancels it; both gradients are float32 rounding noise, whose
+            # size follows the other gradients' (a fixed 1e-4 failed once at 2e-4 on a hypothesis draw)
+            scale = max(float(v.abs().max()) for k, v in ref_g.items() if k != "A")
+            assert g[name].abs().max() <= 1e-4 * max(1.0, scale)
         else:
             assert rel_err(g[name], r) <= max(2e-5, 20 * rel_err(g32[name], r)), name
 

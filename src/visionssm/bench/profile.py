@@ -16,8 +16,6 @@ position embedding, pooling) is the "(outside blocks)" row, so the rows add up t
 
 from __future__ import annotations
 
-import contextlib
-import sys
 import time
 from collections import defaultdict
 
@@ -42,41 +40,6 @@ def top_level_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return out
 
 
-@contextlib.contextmanager
-def _our_ops_hidden_from(counter: FlopCounterMode):
-    """aten ops that run inside one of our ops are not counted: the op reports its analytic count.
-
-    An op's public function calls ``_flops.add`` first; the frame that called it is remembered, and the
-    counter skips an aten op while such a frame is on the Python stack (e.g. the einsums of the SSD torch path,
-    the contraction of the chunked scan). Ops that report nothing (conv1d) stay counted by aten.
-    """
-    frames: set = set()
-    add, count = _flops.add, getattr(counter, "_count_flops", None)
-
-    def remembering_add(op, n):
-        frames.add(sys._getframe(1))
-        add(op, n)
-
-    def filtered_count(func_packet, out, args, kwargs):
-        f = sys._getframe(1)
-        while f is not None:
-            if f in frames:
-                return out
-            f = f.f_back
-        return count(func_packet, out, args, kwargs)
-
-    _flops.add = remembering_add
-    if count is not None:  # a private hook of torch's counter; without it, nothing is filtered
-        counter._count_flops = filtered_count
-    try:
-        yield
-    finally:
-        _flops.add = add
-        if count is not None:
-            del counter._count_flops
-        frames.clear()
-
-
 def count_flops(model: nn.Module, img_size: int, device: torch.device) -> dict:
     """FLOPs of one image: {"total", "aten", "ops": {op: n}, "blocks": {block: n}} (see module docstring)."""
     blocks = top_level_blocks(model)
@@ -99,7 +62,7 @@ def count_flops(model: nn.Module, img_size: int, device: torch.device) -> dict:
             handles.append(mod.register_forward_pre_hook(pre(name)))
             handles.append(mod.register_forward_hook(post(name)))
         try:
-            with torch.no_grad(), _our_ops_hidden_from(counter), counter:
+            with torch.no_grad(), _flops.hidden_inside_ops(counter), counter:
                 model.eval()(x)
         finally:
             for h in handles:

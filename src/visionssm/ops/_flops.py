@@ -9,6 +9,7 @@ Conventions: selective scan = 9*B*L*D*N + B*D*L (D skip) + B*D*L (z gate) -- sta
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections import defaultdict
 
 _active: list[dict[str, int]] = []
@@ -35,3 +36,39 @@ def selective_scan_flops(batch: int, dim: int, length: int, n_state: int, has_d:
     return 9 * batch * length * dim * n_state + (batch * dim * length if has_d else 0) + (
         batch * dim * length if has_z else 0
     )
+
+
+@contextlib.contextmanager
+def hidden_inside_ops(counter):
+    """aten ops that run inside one of our ops are not counted: the op reports its analytic count.
+
+    An op's public function calls ``_flops.add`` first; the frame that called it is remembered, and the
+    counter skips an aten op while such a frame is on the Python stack (e.g. the einsums of the SSD torch path,
+    the contraction of the chunked scan). Ops that report nothing (conv1d) stay counted by aten.
+    """
+    frames: set = set()
+    global add
+    original, count = add, getattr(counter, "_count_flops", None)
+
+    def remembering_add(op, n):
+        frames.add(sys._getframe(1))
+        original(op, n)
+
+    def filtered_count(func_packet, out, args, kwargs):
+        f = sys._getframe(1)
+        while f is not None:
+            if f in frames:
+                return out
+            f = f.f_back
+        return count(func_packet, out, args, kwargs)
+
+    add = remembering_add
+    if count is not None:  # a private hook of torch's counter; without it, nothing is filtered
+        counter._count_flops = filtered_count
+    try:
+        yield
+    finally:
+        add = original
+        if count is not None:
+            del counter._count_flops
+        frames.clear()

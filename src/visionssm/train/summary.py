@@ -1,10 +1,11 @@
 """`visionssm models`: the visionssm-registered timm models with params and FLOPs.
 
 FLOPs are torch.utils.flop_counter.FlopCounterMode's count (2 per multiply-add of matmuls and
-convolutions) of one image at the default resolution, plus the selective scans, which are made of
-elementwise ops FlopCounterMode does not see: each call adds 9·B·L·D·N, plus B·D·L for the D skip
-and B·D·L for the z gate (the mamba_ssm / VMamba reference count). Other elementwise work (norms,
-activations) is not counted.
+convolutions) of one image at the default resolution, plus our ops' own analytic counts
+(``visionssm.ops._flops``: a selective scan adds 9·B·L·D·N, plus B·D·L for the D skip and B·D·L for the
+z gate, the mamba_ssm / VMamba reference count; routed scans and SSD ops likewise), with the aten ops that
+run inside our ops left out -- the same accounting as ``visionssm profile``. Other elementwise work
+(norms, activations) is not counted.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from timm.models import get_pretrained_cfg, model_entrypoint
 from torch.utils.flop_counter import FlopCounterMode
 
 import visionssm  # noqa: F401  (registers visionssm models in timm)
+from visionssm.ops import _flops
 
 
 def visionssm_model_names(pattern: str = "") -> list[str]:
@@ -41,16 +43,15 @@ def family_and_paper(name: str) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def _counted_scans(tally: list[int]):
-    """Swap the scan backends for a shape-only stand-in that records the analytic count."""
+def _shape_only_scans():
+    """Swap the plain scan backends for a shape-only stand-in (speed: the count comes from the op's
+    ``_flops.add``, which the public function calls before it dispatches)."""
     from visionssm.ops import selective_scan as ss
 
     def stand_in(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, reverse=False,
                  return_last_state=False):
-        batch, dim, length = u.shape
+        batch, dim, _ = u.shape
         n = A.shape[-1]
-        extra = (D is not None) + (z is not None)  # one multiply(-add) per element each
-        tally.append(9 * batch * length * dim * n + extra * batch * dim * length)
         y = torch.zeros_like(u)
         return (y, u.new_zeros(batch, dim, n, dtype=torch.float32)) if return_last_state else y
 
@@ -69,11 +70,11 @@ def count_flops(model: torch.nn.Module, input_size: tuple[int, int, int]) -> int
     """FLOPs of one image (see module docstring); runs on the model's device (meta works)."""
     param = next(model.parameters())
     x = torch.zeros(1, *input_size, device=param.device, dtype=param.dtype)
-    scans: list[int] = []
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), _counted_scans(scans), counter:
-        model.eval()(x)
-    return counter.get_total_flops() + sum(scans)
+    with torch.no_grad(), _shape_only_scans(), _flops.count_op_flops() as ops, _flops.hidden_inside_ops(counter):
+        with counter:
+            model.eval()(x)
+    return counter.get_total_flops() + sum(ops.values())
 
 
 def describe(name: str) -> dict:
