@@ -25,7 +25,7 @@ for part in "$@"; do
     vmamba) run vmamba 240 bash benchmarks/gpu_vmamba.sh ;;
     ssd) run ssd 200 bash benchmarks/gpu_ssd.sh ;;
     ssdmodels) run ssdmodels 200 bash benchmarks/gpu_ssd_models.sh ;;
-    bench) run bench 330 bash benchmarks/gpu_bench.sh ;;
+    bench) run bench 540 bash benchmarks/gpu_bench.sh ;;
     smalln) run smalln 250 bash benchmarks/gpu_smalln.sh ;;
     profile) run profile 150 python3 -m visionssm.cli profile vim_tiny_patch16_224 --res 1248 --batch 8 --dtype bf16 --device cuda --ops 15 ;;
     *) echo "unknown part $part" ;;
