@@ -1,5 +1,5 @@
 """Tuning sweep of our Triton selective scan (prints a table, no JSON). Each argument is one variant, a
-';'-separated list of VISIONSSM_SCAN_* settings, e.g.  "CFG=32,16,1;TILES=s;MAXNREG_BWD=168".
+';'-separated list of VISIONSSM_SCAN_* settings, e.g.  "CFG=32,16,1;PROGRAMS=2048" or "SMALLN_MAXN=16".
 
     python benchmarks/sweep_scan.py VARIANT ...
 """

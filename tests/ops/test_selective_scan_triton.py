@@ -62,14 +62,6 @@ def test_triton_fp32_matches_reference(shape, groups, reverse, triton_device):
     _check(shape, groups, reverse, True, triton_device)
 
 
-@pytest.mark.parametrize("tiles", ["l", "s", "ls"])
-@pytest.mark.parametrize("reverse", [False, True])
-def test_triton_token_tile_io(tiles, reverse, monkeypatch, triton_device):
-    # The forward's optional (BD, 8) token-tile loads/stores (a tuning switch) compute the same function.
-    monkeypatch.setenv("VISIONSSM_SCAN_TILES", tiles)
-    _check((2, 4, 29, 16), 2, reverse, True, triton_device)
-
-
 def test_triton_without_gate_and_skip(triton_device):
     _check((2, 4, 29, 8), 1, False, False, triton_device, use_z=False)
 

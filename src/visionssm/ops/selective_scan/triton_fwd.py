@@ -45,50 +45,13 @@ def _st(ptr, val, mask, EVEN: tl.constexpr):
 
 
 @triton.jit
-def _split8(x, BD: tl.constexpr):
-    """(BD, 8) tile -> its 8 columns as (BD,) vectors."""
-    e, o = tl.split(tl.reshape(x, (BD, 4, 2)))  # columns 0,2,4,6 / 1,3,5,7
-    e0, e1 = tl.split(tl.reshape(e, (BD, 2, 2)))  # 0,4 / 2,6
-    o0, o1 = tl.split(tl.reshape(o, (BD, 2, 2)))  # 1,5 / 3,7
-    x0, x4 = tl.split(e0)
-    x2, x6 = tl.split(e1)
-    x1, x5 = tl.split(o0)
-    x3, x7 = tl.split(o1)
-    return x0, x1, x2, x3, x4, x5, x6, x7
-
-
-@triton.jit
-def _join8(ys, BD: tl.constexpr):
-    """8 (BD,) vectors -> (BD, 8) tile, the inverse of _split8."""
-    e = tl.reshape(tl.join(tl.join(ys[0], ys[4]), tl.join(ys[2], ys[6])), (BD, 4))
-    o = tl.reshape(tl.join(tl.join(ys[1], ys[5]), tl.join(ys[3], ys[7])), (BD, 4))
-    return tl.reshape(tl.join(e, o), (BD, 8))
-
-
-@triton.jit
-def _chunk_pos(i, i1, L, REVERSE: tl.constexpr):  # noqa: E302
-    """Memory positions of scan steps i .. i+7, clamped into the segment (masked where used)."""
-    ik = tl.minimum(i + tl.arange(0, 8), i1 - 1)
-    return L - 1 - ik if REVERSE else ik
-
-
-@triton.jit
 def _chunk_tokens(u_base, d_base, z_base, i, i1, L, s_ul, s_dl, s_zl,
-                  T: tl.constexpr, HAS_Z: tl.constexpr, REVERSE: tl.constexpr, BD: tl.constexpr,
-                  TILE_LOAD: tl.constexpr):
+                  T: tl.constexpr, HAS_Z: tl.constexpr, REVERSE: tl.constexpr):
     """Raw u/delta/z of scan steps i .. i+T-1 (clamped to the segment end i1), one (BLOCK_D,) vector each.
 
     Loaded a whole chunk ahead of use: the loop is latency-bound (few warps per SM, one dependent step
     after another), and T independent loads in flight hide a memory round trip behind T steps of work.
     """
-    if TILE_LOAD:
-        # Why tiles: with the (batch, dim, L) layout a one-token load touches BD cache lines and every
-        # line is a separate L1/L2 request; a (BD, 8) tile asks for each line once per 8 tokens.
-        tt = _chunk_pos(i, i1, L, REVERSE)[None, :]
-        us = _split8(tl.load(u_base[:, None] + tt * s_ul), BD)
-        ds = _split8(tl.load(d_base[:, None] + tt * s_dl), BD)
-        zs = _split8(tl.load(z_base[:, None] + tt * s_zl), BD) if HAS_Z else us
-        return us, ds, zs
     us = ()
     ds = ()
     zs = ()
@@ -118,7 +81,6 @@ def selective_scan_fwd_kernel(
     MODE: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr, SAVE_STARTS: tl.constexpr, CHUNK: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr, T: tl.constexpr,
-    TILE_LOAD: tl.constexpr, TILE_STORE: tl.constexpr,
 ):
     # At: (N, dim) float32 = A^T * log2(e).  starts: (batch, n_chunks, N, dim); seg_end: (batch, n_seg, N, dim);
     # seg_sum: (batch, n_seg, dim); last: (batch, dim, N); all contiguous float32.
@@ -152,20 +114,13 @@ def selective_scan_fwd_kernel(
     B_base = B_ptr + pid_b * s_Bb + g * s_Bg + n * s_Bn
     C_base = C_ptr + pid_b * s_Cb + g * s_Cg + n * s_Cn
     n_chunks = tl.cdiv(L, CHUNK)
-    nxt = _chunk_tokens(u_base, d_base, z_base, i0, i1, L, s_ul, s_dl, s_zl, T, HAS_Z, REVERSE, BLOCK_D,
-                        TILE_LOAD)
+    nxt = _chunk_tokens(u_base, d_base, z_base, i0, i1, L, s_ul, s_dl, s_zl, T, HAS_Z, REVERSE)
     for i in range(i0, i1, T):  # i0 and CHUNK are multiples of T
-        if TILE_LOAD:  # a chunk's tile is one request per line: load it when needed, keep registers free
-            us, ds, zs = _chunk_tokens(u_base, d_base, z_base, i, i1, L, s_ul, s_dl, s_zl, T, HAS_Z, REVERSE,
-                                       BLOCK_D, TILE_LOAD)
-        else:
-            us, ds, zs = nxt
-            nxt = _chunk_tokens(u_base, d_base, z_base, i + T, i1, L, s_ul, s_dl, s_zl, T, HAS_Z, REVERSE,
-                                BLOCK_D, TILE_LOAD)
+        us, ds, zs = nxt
+        nxt = _chunk_tokens(u_base, d_base, z_base, i + T, i1, L, s_ul, s_dl, s_zl, T, HAS_Z, REVERSE)
         if MODE == 0 and SAVE_STARTS:
             if i % CHUNK == 0:
                 _st(starts_ptr + (pid_b * n_chunks + i // CHUNK) * n_state * dim + nd, h, nd_ok, EVEN_N)
-        ys = ()
         for k in tl.static_range(T):
             ik = i + k
             valid = ik < i1
@@ -188,16 +143,9 @@ def selective_scan_fwd_kernel(
                 if HAS_Z:
                     z = zs[k].to(tl.float32)
                     y = y * z * tl.sigmoid(z)
-                if TILE_STORE:
-                    ys = ys + (y.to(out_ptr.dtype.element_ty),)
-                else:
-                    tl.store(o_base + t * s_ol, y.to(out_ptr.dtype.element_ty), mask=(d * 0 + ik) < i1)
+                tl.store(o_base + t * s_ol, y.to(out_ptr.dtype.element_ty), mask=(d * 0 + ik) < i1)
             else:
                 dsum += dt
-        if MODE == 0 and TILE_STORE:  # one (BD, 8) tile store per chunk instead of 8 one-token stores
-            t8 = _chunk_pos(i, i1, L, REVERSE)[None, :]
-            ok8 = ((i + tl.arange(0, 8)) < i1)[None, :] & (d >= 0)[:, None]
-            tl.store(o_base[:, None] + t8 * s_ol, _join8(ys, BLOCK_D), mask=ok8)
     if MODE == 1:
         _st(seg_end_ptr + (pid_b * n_seg + pid_s) * n_state * dim + nd, h, nd_ok, EVEN_N)
         tl.store(seg_sum_ptr + (pid_b * n_seg + pid_s) * dim + d, dsum)

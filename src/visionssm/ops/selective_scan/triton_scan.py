@@ -15,17 +15,7 @@ from .triton_smalln import SmallNScan, use_smalln
 
 LOG2E = 1.4426950408889634
 
-_T = 8  # forward steps per unrolled chunk (CHUNK is a multiple; _split8/_join8 fix it at 8)
-_TILES = ""  # forward I/O: 'l' = token tiles for loads, 's' = for stores (VISIONSSM_SCAN_TILES overrides)
-
-
-def _fwd_io():
-    tiles = os.environ.get("VISIONSSM_SCAN_TILES", _TILES)
-    return dict(TILE_LOAD="l" in tiles, TILE_STORE="s" in tiles, maxnreg=_env_int("VISIONSSM_SCAN_MAXNREG"))
-
-
-def _env_int(name):
-    return int(os.environ[name]) if os.environ.get(name) else None
+_T = 8  # forward steps per unrolled chunk (CHUNK is a multiple)
 _TARGET_PROGRAMS = 1024  # enough independent programs to hide each step's latency on a large GPU
 
 
@@ -76,7 +66,6 @@ class _TritonScan(torch.autograd.Function):
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
             REVERSE=reverse, SAVE_STARTS=save, CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn, EVEN_N=bn == nstate, T=_T,
-            **_fwd_io(),
             num_warps=warps,
         )
         grid = (batch, dim // bd, n_seg)
@@ -117,7 +106,6 @@ class _TritonScan(torch.autograd.Function):
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
             REVERSE=reverse, HAS_DLAST=dlast is not None, CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn, EVEN_N=bn == nstate,
-            maxnreg=_env_int("VISIONSSM_SCAN_MAXNREG_BWD"),
             num_warps=warps,
         )
         grid = (batch, n_blk, n_seg)
