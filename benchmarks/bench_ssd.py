@@ -41,7 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DEVICE = "cuda"
 NC_SHAPES = [(128, 3136, 2, 64, 64), (128, 784, 4, 64, 64), (128, 196, 8, 64, 64)]  # VSSD-T stages 1-3
 HSM_SHAPES = [(256, 224, 196, 49), (256, 320, 49, 25), (256, 512, 16, 9)]  # EfficientViM-M3 stages (B, dim, L, N)
-SWEEP = ["32,8,8,512", "64,4,8,512", "64,8,8,512", "16,4,8,512", "32,4,4,512", "32,4,8,256", "32,4,8,1024"]
+SWEEP = ["32,8,8,512", "64,4,8,512", "64,8,8,512", "16,4,8,512", "32,4,4,512", "32,4,8,256", "32,4,8,1024",
+         "32,4,8,2048", "32,4,4,2048", "16,4,4,2048", "16,4,8,4096"]
 
 
 def load_mamba_chunk_scan():
@@ -150,6 +151,7 @@ def main():
     p.add_argument("--z", action="store_true", help="with the silu(z) gate")
     p.add_argument("--sweep", action="store_true", help="also time launch configurations of ours")
     p.add_argument("--torch", action="store_true", help="also time our pure-PyTorch path")
+    p.add_argument("--no-fla", action="store_true", help="skip fla even when it imports")
     p.add_argument("--no-noncausal", action="store_true", help="skip the non-causal (VSSD) and HSM timings")
     p.add_argument("--budget", type=float, default=1e9,
                    help="seconds; later phases (fla, non-causal, mamba chunk 256, sweep) are skipped past it")
@@ -162,7 +164,7 @@ def main():
     ours = lambda **k: ssd_causal(**k, **kw, backend="triton")
     torch_path = lambda **k: ssd_causal(**k, **kw, backend="torch")
     base_fn = load_mamba_chunk_scan()
-    fla_fn = load_fla()
+    fla_fn = None if a.no_fla else load_fla()
     base = lambda q: (lambda **k: base_fn(**k, chunk_size=q, dt_softplus=True))
     fla = (lambda **k: fla_fn(**k, scale=1.0)[0]) if fla_fn else None
     dev = torch.cuda.get_device_name()

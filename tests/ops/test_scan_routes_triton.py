@@ -19,7 +19,9 @@ LOW = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _check(kind, H, W, batch, ch, nstate, device, *, u_shared=True, merge=True, dtype=torch.float32, tol=1e-4,
-           use_d=True, out_dtype=None, seed=0, ref_backend="reference", output_order="map"):
+           use_d=True, out_dtype=None, seed=0, ref_backend="reference", output_order="map", token_major=False):
+    """token_major: u and delta channel-contiguous, B and C state-contiguous (the layout SS2D passes from
+    channels_last maps)."""
     index = make_routes(kind, H, W) if isinstance(kind, str) else kind
     x = make_route_inputs(batch, ch, index.shape[0], H * W, nstate, u_shared=u_shared, seed=seed)
     if not use_d:
@@ -33,6 +35,10 @@ def _check(kind, H, W, batch, ch, nstate, device, *, u_shared=True, merge=True, 
         {k: v.to(device) if v is not None else v for k, v in x.items()}, lambda t: t,
     )
     cast = lambda t: t.to(device=device, dtype=dtype if t.dim() >= 3 else torch.float32)
+    if token_major:
+        plain = cast
+        relayout = lambda t: t.transpose(1, -1).contiguous().transpose(1, -1) if t.dim() >= 3 else t
+        cast = lambda t: relayout(plain(t))
     with _alloc.poisoned_outputs():
         out, g = run_with_grads(
             lambda **a: routed_selective_scan(**a, index=index.to(device), backend="triton", **kw), x, cast
@@ -181,6 +187,14 @@ def test_smalln_routes_low_precision_inputs(name, routed_smalln_calls, triton_de
     assert routed_smalln_calls == [1]
 
 
+@pytest.mark.parametrize("kind,merge", [("cross", True), ("multiscale", False), ("snake", False)])
+def test_smalln_routes_token_major_inputs(kind, merge, routed_smalln_calls, triton_device):
+    """Channel-contiguous inputs take token-major outputs (and the token-major route sum)."""
+    _check(kind, 3, 6, 2, 4, 1, triton_device, merge=merge, token_major=True,
+           output_order="route" if kind == "multiscale" else "map")
+    assert routed_smalln_calls == [1]
+
+
 def test_smalln_routes_switch_keeps_old_path(routed_smalln_calls, monkeypatch, triton_device):
     """VISIONSSM_ROUTES_SMALLN=0 runs the one-step-per-iteration kernel for N <= 4 (both paths stay tested)."""
     monkeypatch.setenv("VISIONSSM_ROUTES_SMALLN", "0")
@@ -197,6 +211,15 @@ def test_smalln_routes_gpu_vmamba_v2(kind, name):
     H = 56 if kind == "cross" else 28
     _check(kind, H, H, 4, 96, 1, torch.device("cuda"), u_shared=kind != "atrous", merge=kind != "snake",
            dtype=dtype, tol=1e-4 if name == "fp32" else 1e-2, ref_backend="torch")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["fp32", "bf16"])
+def test_smalln_routes_gpu_token_major(name):
+    """VMamba-T stage 1 in the model's layout (channels_last maps)."""
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[name]
+    _check("cross", 56, 56, 4, 96, 1, torch.device("cuda"), dtype=dtype, tol=1e-4 if name == "fp32" else 1e-2,
+           ref_backend="torch", token_major=True)
 
 
 @pytest.mark.gpu

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from timm.layers import DropPath, LayerNorm2d
+from timm.layers import DropPath
 
+from .layer_norm2d import LayerNorm2d
 from .ss2d import SS2D
 
 __all__ = ["BiAttn", "EVSSBlock"]

@@ -20,8 +20,9 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import DropPath, LayerNorm2d
+from timm.layers import DropPath
 
+from .layer_norm2d import LayerNorm2d
 from .linear2d import Linear2d
 from .ss2d import RoutedSSM, route_index, row_major_index
 

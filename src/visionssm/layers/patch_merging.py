@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import LayerNorm2d
 
+from .layer_norm2d import LayerNorm2d
 from .linear2d import Linear2d
 
 __all__ = ["PatchMerging2d"]

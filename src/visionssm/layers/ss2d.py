@@ -23,9 +23,9 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import LayerNorm2d
 
 from ..ops.scan_routes import atrous_routes, cross_routes, multiscale_routes, routed_selective_scan
+from .layer_norm2d import LayerNorm2d
 from .linear2d import Linear2d
 
 __all__ = ["RoutedSSM", "SS2D", "route_index", "row_major_index"]

@@ -18,10 +18,10 @@ from collections.abc import Callable
 
 import torch
 import torch.nn as nn
-from timm.layers import LayerNorm2d
 from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
+from ..layers.layer_norm2d import LayerNorm2d
 from ..layers.patch_merging import PatchMerging2d
 from ..layers.vss_block import VSSBlock
 from ._common import init_linear_and_norms, marked_no_weight_decay
