@@ -32,13 +32,12 @@ for part in "$@"; do
       "SMALLN_MAXN=16;SMALLN_CFG=1,1024,2" "SMALLN_MAXN=16;SMALLN_CFG=2,1024,4" "SMALLN_MAXN=16;SMALLN_CFG=1,4096,8" ;;
     ssdsweep) run ssdsweep 200 python3 benchmarks/bench_ssd.py --shapes 8,6085,12,64,64 --sweep --no-noncausal --no-fla --budget 170 \
       --out benchmarks/results/ssd_sweep_long.json ;;
-    profvm) run profvm 110 bash -c "python3 -m visionssm.cli profile vmamba_tiny_s1l8 --batch 128 --ops 30 && \
-      python3 -m visionssm.cli profile swin_tiny_patch4_window7_224 --batch 128 --ops 15" ;;
+    profvm) run profvm 110 python3 -m visionssm.cli profile vmamba_tiny_s1l8 --batch 128 --ops 40 ;;
     routesweep) run routesweep 150 python3 benchmarks/sweep_routes.py "" "SMALLN_CFG=16,64,4" "SMALLN_CFG=8,128,4" \
       "SMALLN_CFG=32,64,8" "SMALLN_CFG=16,256,8" "SMALLN_CFG=16,32,2" "SMALLN_CFG=32,32,4" ;;
     vmbench) run vmbench 100 python3 benchmarks/bench_vmamba.py --models vmamba_tiny_s1l8 --time-budget 60 --no-baseline \
       --out benchmarks/results/vmamba_explore.json ;;
-    routetests) run routetests 120 python3 -m pytest -m gpu -q -p no:cacheprovider tests/ops/test_scan_routes_triton.py \
+    routetests) run routetests 240 python3 -m pytest -m gpu -q -p no:cacheprovider tests/ops/test_scan_routes_triton.py \
       tests/layers/test_ss2d.py tests/models/test_vmamba.py ;;
     ncuroutes) run ncuroutes 150 ncu --kernel-name regex:routed_smalln_fwd --launch-skip 2 --launch-count 1 --set full \
       python3 benchmarks/profile_routes_once.py ;;

@@ -29,8 +29,10 @@ def routed_smalln_config(batch: int, dim: int, ch: int, nstate: int, length: int
 
     token_major: channels are contiguous in memory (channels_last maps), so a visited position's BLOCK_D
     channels are one contiguous run: 16 bf16 channels fill a 32-byte sector (with 4, three quarters of every
-    sector fetched for a column-route gather were wasted: ncu, VMamba-T stage 1 on an H100)."""
-    bd, bt, warps = (16, 128, 8) if token_major else (4, 256, 4)
+    sector fetched for a column-route gather were wasted: ncu, VMamba-T stage 1 on an H100). Short tiles win
+    there (H100 sweep, batch 128, sum over VMamba-T's four stages, forward: 16x32x2 warps 2.92 ms, 16x128x8
+    4.04 ms, 16x256x8 5.21 ms; benchmarks/sweep_routes.py)."""
+    bd, bt, warps = (16, 32, 2) if token_major else (4, 256, 4)
     if os.environ.get("VISIONSSM_ROUTES_SMALLN_CFG"):
         bd, bt, warps = (int(v) for v in os.environ["VISIONSSM_ROUTES_SMALLN_CFG"].split(","))
     while ch % bd:
