@@ -1,29 +1,25 @@
-"""LayerNorm over the channels of an NCHW map whose output keeps the input's dtype under autocast.
+"""LayerNorm over the channels of an NCHW map, with the output in the input's dtype (or one asked for).
 
-timm's LayerNorm2d (same parameters, same keys) runs F.layer_norm under autocast, which autocast promotes to
-float32: a bf16 map comes out float32, twice the bytes, and the next matmul casts it back -- two extra passes
-over the map per norm. The consumers (1x1 convs / linears) round to bf16 anyway, so normalising with float32
-statistics (torch's kernel accumulates in float32 for 16-bit inputs) and writing bf16 gives the same values
-downstream, up to the affine weights' own rounding to the map's dtype. Outside autocast, or for float32/float64
-maps, it is timm's LayerNorm2d unchanged.
+Same parameters and keys as timm's LayerNorm2d. Two differences, both for speed, neither changing what the
+next layer computes:
+- under autocast timm's norm (F.layer_norm) comes out float32, twice the bytes, and the next 1x1 conv casts it
+  back to bf16; here a bf16 map gives bf16, normalised with float32 statistics and float32 weights;
+- on CUDA the op is ops.layer_norm's Triton kernel (many short rows per program; torch's kernel idles most
+  lanes at 48-768 channels), and ``out_dtype`` writes e.g. a float32 scan output straight to bf16.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from timm.layers import LayerNorm2d as _TimmLayerNorm2d
+
+from ..ops.layer_norm import layer_norm
 
 __all__ = ["LayerNorm2d"]
 
 
 class LayerNorm2d(_TimmLayerNorm2d):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dev = x.device.type
-        if x.dtype not in (torch.bfloat16, torch.float16) or not torch.is_autocast_enabled(dev):
-            return super().forward(x)
-        with torch.autocast(dev, enabled=False):
-            # torch's CUDA kernel wants one dtype for input and affine (statistics are still float32).
-            w, b = (p.to(x.dtype) if p is not None else None for p in (self.weight, self.bias))
-            y = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, w, b, self.eps)
+    def forward(self, x: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:
+        # (B, H, W, C) is a view of channels_last memory: rows of C contiguous channels, no copy.
+        y = layer_norm(x.permute(0, 2, 3, 1), self.weight, self.bias, self.eps, out_dtype or x.dtype)
         return y.permute(0, 3, 1, 2)

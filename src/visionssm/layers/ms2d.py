@@ -88,7 +88,7 @@ class MS2D(RoutedSSM):
         y_low = rows.flip(-1).view(batch, dim, h, w) + (cols + cols_rev.flip(-1)).view(batch, dim, w, h).mT
         y_full = self.scan(full.flatten(2), row_major_index(H, W, x.device), sets=slice(1, 2),
                            force_fp32=True)
-        y = self.out_norm(y_full.view(batch, dim, H, W)).to(dtype)
+        y = self.out_norm(y_full.view(batch, dim, H, W), out_dtype=dtype)
         y = y + F.interpolate(y_low, size=(H, W), mode="bilinear", align_corners=False)
         return self.out_proj(self.se(y) * self.act(z))
 

@@ -170,7 +170,7 @@ class SS2D(RoutedSSM):
         Hp, Wp = x.shape[-2:]
         y = self.scan(x.flatten(2), route_index(self.routes, Hp, Wp, x.device), force_fp32=self.force_fp32)
         y = y.view(y.shape[0], -1, Hp, Wp)[:, :, :H, :W]
-        y = self.out_norm(y).to(dtype)  # float32 scan output normed before the cast (official "oflex")
+        y = self.out_norm(y, out_dtype=dtype)  # float32 scan output normed before the cast (official "oflex")
         if self.gate:
             y = y * self.act(z)
         return self.out_proj(y)
