@@ -38,7 +38,8 @@ for part in "$@"; do
     vmbench) run vmbench 100 python3 benchmarks/bench_vmamba.py --models vmamba_tiny_s1l8 --time-budget 60 --no-baseline \
       --out benchmarks/results/vmamba_explore.json ;;
     routetests) run routetests 240 python3 -m pytest -m gpu -q -p no:cacheprovider tests/ops/test_scan_routes_triton.py \
-      tests/layers/test_ss2d.py tests/models/test_vmamba.py ;;
+      tests/ops/test_layer_norm.py tests/layers tests/models/test_vmamba.py tests/models/test_msvmamba.py \
+      tests/models/test_efficientvmamba.py ;;
     ncuroutes) run ncuroutes 150 ncu --kernel-name regex:routed_smalln_fwd --launch-skip 2 --launch-count 1 --set full \
       python3 benchmarks/profile_routes_once.py ;;
     compile) run compile 170 python3 benchmarks/probe_compile.py ;;
