@@ -35,6 +35,9 @@ for part in "$@"; do
     profvm) run profvm 110 python3 -m visionssm.cli profile vmamba_tiny_s1l8 --batch 128 --ops 40 ;;
     routesweep) run routesweep 150 python3 benchmarks/sweep_routes.py "" "SMALLN_CFG=16,64,4" "SMALLN_CFG=8,128,4" \
       "SMALLN_CFG=32,64,8" "SMALLN_CFG=16,256,8" "SMALLN_CFG=16,32,2" "SMALLN_CFG=32,32,4" ;;
+    mergesweep) run mergesweep 120 bash -c "python3 benchmarks/sweep_routes.py '' 'MERGE=atomic' \
+      'MERGE=atomic;SMALLN_CFG=32,32,4' && VISIONSSM_ROUTES_MERGE=atomic python3 benchmarks/bench_vmamba.py \
+      --models vmamba_tiny_s1l8 --time-budget 40 --no-baseline --out /tmp/vm_atomic.json" ;;
     vmbench) run vmbench 100 python3 benchmarks/bench_vmamba.py --models vmamba_tiny_s1l8 --time-budget 60 --no-baseline \
       --out benchmarks/results/vmamba_explore.json ;;
     routetests) run routetests 240 python3 -m pytest -m gpu -q -p no:cacheprovider tests/ops/test_scan_routes_triton.py \

@@ -195,6 +195,14 @@ def test_smalln_routes_token_major_inputs(kind, merge, routed_smalln_calls, trit
     assert routed_smalln_calls == [1]
 
 
+@pytest.mark.parametrize("kind", ["cross", "atrous"])
+def test_smalln_routes_token_major_atomic_merge(kind, routed_smalln_calls, monkeypatch, triton_device):
+    """VISIONSSM_ROUTES_MERGE=atomic: the routes add into one zeroed map inside the kernel."""
+    monkeypatch.setenv("VISIONSSM_ROUTES_MERGE", "atomic")
+    _check(kind, 4, 6, 2, 4, 1, triton_device, token_major=True, out_dtype=torch.float32)
+    assert routed_smalln_calls == [1]
+
+
 def test_smalln_routes_switch_keeps_old_path(routed_smalln_calls, monkeypatch, triton_device):
     """VISIONSSM_ROUTES_SMALLN=0 runs the one-step-per-iteration kernel for N <= 4 (both paths stay tested)."""
     monkeypatch.setenv("VISIONSSM_ROUTES_SMALLN", "0")

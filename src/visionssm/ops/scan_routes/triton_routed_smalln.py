@@ -65,7 +65,12 @@ class RoutedSmallNScan(torch.autograd.Function):
         out_accum = accum and not route_order
         y_dtype = out_dtype if not (merge or out_accum) else torch.float32
         n_out = lr if route_order else lmap
-        if token_major:  # outputs in the inputs' layout: coalesced stores, and the route sum stays token-major
+        # Token-major merged outputs may be summed in the kernel by float32 atomics into one zeroed map
+        # (VISIONSSM_ROUTES_MERGE=atomic) instead of K route maps + a sum pass ("sum", the default).
+        merge_out = merge and token_major and os.environ.get("VISIONSSM_ROUTES_MERGE", "sum") == "atomic"
+        if merge_out:
+            out = torch.zeros(batch, lmap, ch, **f32).transpose(1, 2)
+        elif token_major:  # outputs in the inputs' layout: coalesced stores, and the route sum stays token-major
             out = _fill(y_dtype, zero and not route_order, batch, n_out, dim, device=u.device).transpose(1, 2)
         else:
             out = _fill(y_dtype, zero and not route_order, batch, dim, n_out, device=u.device)
@@ -82,7 +87,8 @@ class RoutedSmallNScan(torch.autograd.Function):
         )
         flags = dict(
             HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus, U_SHARED=u_shared,
-            ACCUM=out_accum, OUT_AT_STEP=route_order, SAVE_STARTS=save, BLOCK_D=bd, BLOCK_T=bt,
+            ACCUM=out_accum or merge_out, MERGE_OUT=merge_out, OUT_AT_STEP=route_order, SAVE_STARTS=save,
+            BLOCK_D=bd, BLOCK_T=bt,
             BLOCK_N=triton.next_power_of_2(nstate), num_warps=warps,
         )
         grid = (batch, dim // bd, n_seg)
@@ -91,7 +97,7 @@ class RoutedSmallNScan(torch.autograd.Function):
         routed_smalln_fwd_kernel[grid](*args, MODE=0, **flags)
         ctx.save_for_backward(u, delta, At, B, C, D, delta_bias, idx, starts, seg_sum)
         ctx.cfg = (softplus, merge, route_order, accum, zero, bd, bt, warps, seg_len, n_seg)
-        if not merge:
+        if not merge or merge_out:
             return out.to(out_dtype)
         y = out.new_empty(batch, lmap, ch).transpose(1, 2) if token_major else out.new_empty(batch, ch, lmap)
         return torch.sum(out.unflatten(1, (K, ch)), 1, out=y).to(out_dtype)

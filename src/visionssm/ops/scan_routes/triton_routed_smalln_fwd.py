@@ -40,6 +40,7 @@ def routed_smalln_fwd_kernel(
     s_Cb, s_Cg, s_Cn, s_Cl,
     MODE: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     U_SHARED: tl.constexpr, ACCUM: tl.constexpr, OUT_AT_STEP: tl.constexpr, SAVE_STARTS: tl.constexpr,
+    MERGE_OUT: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     # At: (N, K*ch) float32 = A^T log2(e); idx: (K, Lr) int32; starts: (batch, n_tiles, N, K*ch);
@@ -73,7 +74,10 @@ def routed_smalln_fwd_kernel(
     else:
         u_base = u_ptr + pid_b * s_ub + d * s_ud
     d_base = delta_ptr + pid_b * s_db + d * s_dd
-    o_base = out_ptr + pid_b * s_ob + d * s_od
+    if MERGE_OUT:  # all routes add into one (batch, ch, Lmap) map (with ACCUM): the route sum happens here
+        o_base = out_ptr + pid_b * s_ob + (d - k * ch) * s_od
+    else:
+        o_base = out_ptr + pid_b * s_ob + d * s_od
     B_base = B_ptr + pid_b * s_Bb + k * s_Bg + n * s_Bn
     C_base = C_ptr + pid_b * s_Cb + k * s_Cg + n * s_Cn
     idx_base = idx_ptr + k * Lr
