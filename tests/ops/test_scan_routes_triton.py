@@ -196,9 +196,10 @@ def test_smalln_routes_token_major_inputs(kind, merge, routed_smalln_calls, trit
 
 
 @pytest.mark.parametrize("kind", ["cross", "atrous"])
-def test_smalln_routes_token_major_atomic_merge(kind, routed_smalln_calls, monkeypatch, triton_device):
-    """VISIONSSM_ROUTES_MERGE=atomic: the routes add into one zeroed map inside the kernel."""
-    monkeypatch.setenv("VISIONSSM_ROUTES_MERGE", "atomic")
+@pytest.mark.parametrize("merge_mode", ["atomic", "sum"])
+def test_smalln_routes_token_major_merge_modes(kind, merge_mode, routed_smalln_calls, monkeypatch, triton_device):
+    """atomic (default): the routes add into one zeroed map inside the kernel; sum: K maps, summed after."""
+    monkeypatch.setenv("VISIONSSM_ROUTES_MERGE", merge_mode)
     _check(kind, 4, 6, 2, 4, 1, triton_device, token_major=True, out_dtype=torch.float32)
     assert routed_smalln_calls == [1]
 
