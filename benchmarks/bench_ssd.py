@@ -151,6 +151,7 @@ def main():
     p.add_argument("--z", action="store_true", help="with the silu(z) gate")
     p.add_argument("--sweep", action="store_true", help="also time launch configurations of ours")
     p.add_argument("--torch", action="store_true", help="also time our pure-PyTorch path")
+    p.add_argument("--configs", nargs="*", default=None, help="with --sweep: VISIONSSM_SSD_CFG values to time")
     p.add_argument("--no-fla", action="store_true", help="skip fla even when it imports")
     p.add_argument("--no-noncausal", action="store_true", help="skip the non-causal (VSSD) and HSM timings")
     p.add_argument("--budget", type=float, default=1e9,
@@ -252,7 +253,7 @@ def main():
             for mode, bwd in (("fwd", False), ("fwdbwd", True)):
                 recs[shape][f"torch_{mode}_ms"] = time_fn(torch_path, x, bwd)
             save()
-    for cfg in SWEEP if a.sweep else []:
+    for cfg in (a.configs or SWEEP) if a.sweep else []:
         if not phase(f"sweep {cfg}"):
             continue
         os.environ["VISIONSSM_SSD_CFG"] = cfg

@@ -43,6 +43,8 @@ for part in "$@"; do
     routetests) run routetests 240 python3 -m pytest -m gpu -q -p no:cacheprovider tests/ops/test_scan_routes_triton.py \
       tests/ops/test_layer_norm.py tests/layers tests/models/test_vmamba.py tests/models/test_msvmamba.py \
       tests/models/test_efficientvmamba.py ;;
+    ssdcfg) run ssdcfg 200 python3 benchmarks/bench_ssd.py --sweep --no-noncausal --no-fla --budget 170 \
+      --configs 32,4,4,512 32,4,4,2048 32,4,8,2048 --out benchmarks/results/ssd_cfg_h100.json ;;
     ncuroutes) run ncuroutes 150 ncu --kernel-name regex:routed_smalln_fwd --launch-skip 2 --launch-count 1 --set full \
       python3 benchmarks/profile_routes_once.py ;;
     compile) run compile 170 python3 benchmarks/probe_compile.py ;;
