@@ -22,8 +22,8 @@ def test_autocast_keeps_16bit_dtype_and_float32_values():
     assert y.dtype == torch.bfloat16 and y.shape == x.shape
     want = F.layer_norm(x.detach().float().permute(0, 2, 3, 1), (8,), ours.weight, ours.bias, ours.eps)
     want = want.permute(0, 3, 1, 2)
-    # bf16 rounding of the result and of the affine weights
-    assert (y.float() - want).abs().max() <= 2 ** -6 * want.abs().max()
+    # one bf16 rounding of the float32 result (the affine weights stay float32)
+    assert (y.float() - want).abs().max() <= 2 ** -7 * want.abs().max()
     y.float().square().sum().backward()
     assert ours.weight.grad.dtype == torch.float32 and ours.weight.grad.abs().sum() > 0
     assert x.grad is not None and torch.isfinite(x.grad).all()
