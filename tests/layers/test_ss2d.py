@@ -180,3 +180,32 @@ def test_torch_and_triton_paths_agree(routes, gate, fmt, triton_device):
     (gx_t,) = torch.autograd.grad(y_t.square().sum(), x)
     torch.testing.assert_close(y_t, y, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(gx_t, gx, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("fmt", [torch.channels_last, torch.contiguous_format])
+def test_v2_inference_takes_the_fused_cross_scan(fmt, triton_device, monkeypatch):
+    """Under no_grad a v2 SS2D (cross, N = 1) on the Triton path runs fused_cross_scan (dt projection in the
+    kernels); it matches the float64 official recipe, and training (grad enabled) keeps the routed scan."""
+    import visionssm.layers.ss2d as ss2d_mod
+
+    torch.manual_seed(3)
+    m = SS2D(16, **V2, backend="triton").to(triton_device)
+    _randomise(m)
+    x = torch.randn(2, 16, 5, 7, device=triton_device).contiguous(memory_format=fmt)
+    calls = []
+    fused = ss2d_mod.fused_cross_scan
+    monkeypatch.setattr(ss2d_mod, "fused_cross_scan", lambda *a, **k: calls.append(1) or fused(*a, **k))
+    with torch.no_grad():
+        y = m(x)
+    assert calls == [1]
+    m_ref = SS2D(16, **V2, backend="torch").double()
+    m_ref.load_state_dict(m.state_dict())
+    y_ref = ss2d_reference(m_ref, x.cpu().double())
+    torch.testing.assert_close(y.cpu().double(), y_ref, rtol=1e-4, atol=1e-5)
+    m.train()
+    y_train = m(x.requires_grad_())
+    assert calls == [1] and y_train.requires_grad
+    monkeypatch.setenv("VISIONSSM_CROSS_FUSED", "0")
+    with torch.no_grad():
+        m(x)
+    assert calls == [1]

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ops.scan_routes import atrous_routes, cross_routes, multiscale_routes, routed_selective_scan
+from ..ops.scan_routes.cross_fused import fused_cross_scan
+from ..ops.selective_scan import resolve_backend
 from .layer_norm2d import LayerNorm2d
 from .linear2d import Linear2d
 
@@ -87,6 +90,16 @@ class RoutedSSM(nn.Module):
         self.A_logs.copy_(torch.log(a).expand_as(self.A_logs))
         self.Ds.fill_(1.0)
 
+    def _x_dbl(self, u: torch.Tensor, sets: slice) -> torch.Tensor:
+        """(B, L, K, R + 2N): per token and route the dt columns, B and C (one GEMM for the K x_proj).
+
+        Token-major: after LayerNorm2d / 1x1 convs the map is channels-last in memory, so u.mT is contiguous
+        and delta comes out channel-contiguous (B, K*D, L) -- the layout the routed kernels gather with one
+        coalesced load per visited position. No copy of u is made."""
+        xw = self.x_proj_weight[sets]
+        batch, dim, length = u.shape
+        return F.linear(u.transpose(1, 2), xw.reshape(-1, dim)).view(batch, length, xw.shape[0], -1)
+
     def scan(self, u: torch.Tensor, index: torch.Tensor, sets: slice | None = None, by_visit: bool = False,
              force_fp32: bool = False) -> torch.Tensor:
         """u (B, D, Lmap) -> (B, D, Lmap), float32 or wider: the summed route outputs at map positions; with
@@ -96,16 +109,13 @@ class RoutedSSM(nn.Module):
         """
         sets = sets or slice(0, self.k_group)
         batch, dim, length = u.shape
-        xw, dw = self.x_proj_weight[sets], self.dt_projs_weight[sets]
-        k, r, n = xw.shape[0], self.dt_rank, self.d_state
+        k, r, n = self.x_proj_weight[sets].shape[0], self.dt_rank, self.d_state
         if index.shape[0] != k:
             raise ValueError(f"SS2D: index has {index.shape[0]} routes but {k} parameter sets were selected")
-        # Token-major projections: after LayerNorm2d / 1x1 convs the map is channels-last in memory, so u.mT is
-        # contiguous and delta comes out channel-contiguous (B, K*D, L) -- the layout the routed kernel gathers
-        # with one coalesced load per visited position. No copy of u is made.
-        x_dbl = F.linear(u.transpose(1, 2), xw.reshape(k * (r + 2 * n), dim)).view(batch, length, k, r + 2 * n)
+        x_dbl = self._x_dbl(u, sets)
         dts, bs, cs = x_dbl.split([r, n, n], dim=-1)
-        delta = torch.einsum("blkr,kdr->blkd", dts, dw).reshape(batch, length, k * dim).transpose(1, 2)
+        delta = torch.einsum("blkr,kdr->blkd", dts, self.dt_projs_weight[sets]).reshape(batch, length, k * dim)
+        delta = delta.transpose(1, 2)
         bs, cs = bs.permute(0, 2, 3, 1), cs.permute(0, 2, 3, 1)  # (B, K, N, L) views, N-contiguous
         if force_fp32:
             u, delta, bs, cs = (_fp32(t) for t in (u, delta, bs, cs))
@@ -168,12 +178,35 @@ class SS2D(RoutedSSM):
         if self.routes == "atrous" and (H % 2 or W % 2):
             x = F.pad(x, (0, W % 2, 0, H % 2))
         Hp, Wp = x.shape[-2:]
-        y = self.scan(x.flatten(2), route_index(self.routes, Hp, Wp, x.device), force_fp32=self.force_fp32)
+        if self._use_fused(x):
+            y = self.fused_scan(x.flatten(2), Hp, Wp)
+        else:
+            y = self.scan(x.flatten(2), route_index(self.routes, Hp, Wp, x.device), force_fp32=self.force_fp32)
         y = y.view(y.shape[0], -1, Hp, Wp)[:, :, :H, :W]
         y = self.out_norm(y, out_dtype=dtype)  # float32 scan output normed before the cast (official "oflex")
         if self.gate:
             y = y * self.act(z)
         return self.out_proj(y)
+
+    def _use_fused(self, x: torch.Tensor) -> bool:
+        """Inference on the Triton path with VMamba v2's cross scan (N = 1): the fused kernels (forward-only).
+        ``VISIONSSM_CROSS_FUSED=0`` turns them off."""
+        if self.routes != "cross" or self.d_state != 1 or self.force_fp32:
+            return False
+        if os.environ.get("VISIONSSM_CROSS_FUSED", "1") == "0" or resolve_backend(self.backend, x.device) != "triton":
+            return False
+        return not (torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self._ssm_params())))
+
+    def _ssm_params(self):
+        return (self.x_proj_weight, self.dt_projs_weight, self.dt_projs_bias, self.A_logs, self.Ds)
+
+    def fused_scan(self, u: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        """The same as ``scan`` over cross_routes(H, W), with the dt projection inside the Triton kernels."""
+        return fused_cross_scan(
+            u, self._x_dbl(u, slice(0, 4)), self.dt_projs_weight, -torch.exp(_fp32(self.A_logs)), H, W,
+            D=_fp32(self.Ds), delta_bias=_fp32(self.dt_projs_bias.reshape(-1)), delta_softplus=True,
+            backend=self.backend,
+        )
 
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, d_inner={self.d_inner}, d_state={self.d_state}, rank={self.dt_rank}, "
