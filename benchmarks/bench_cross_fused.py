@@ -1,11 +1,11 @@
-"""Fused cross scan (dt projection in the kernels, four routes per tile, one store) vs the routed path it
+"""Fused cross scan (delta formed inside the routed kernel from SS2D's low-rank dt) vs the routed path it
 replaces at inference, on VMamba-T's four SS2D shapes, bf16, batch 128, inputs laid out as in the model.
 
-    python benchmarks/bench_cross_fused.py [--batch 128] [--configs tile,bd,warps ...] [--out FILE]
+    python benchmarks/bench_cross_fused.py [--batch 128] [--configs bd,bt,warps ...] [--out FILE]
 
 Both sides start from x_dbl (SS2D's x_proj output) and end at the merged float32 map:
   routed  torch.einsum for delta (as SS2D.scan) + routed_selective_scan (Triton, token-major);
-  fused   fused_cross_scan (three Triton launches);
+  fused   fused_cross_scan (no delta tensor, no einsum);
   mamba   explicit delta + gathered route copies + mamba_ssm's selective_scan_fn + scatter (if importable).
 Median ms (triton.testing.do_bench), forward only (the fused path has no backward). Writes
 benchmarks/results/cross_fused_<gpu>.json: device, date, records with shape, ms per path and ratios.
@@ -59,7 +59,8 @@ def bench(fn):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--configs", nargs="*", default=[], help="extra VISIONSSM_CROSS_CFG values to time")
+    p.add_argument("--configs", nargs="*", default=[],
+                   help="extra VISIONSSM_ROUTES_SMALLN_CFG values to time the fused path with")
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--out", default=None)
     a = p.parse_args()
@@ -96,9 +97,9 @@ def main():
             base = f"{'-':>9}{'-':>7}"
         cells = []
         for cfg in a.configs:
-            os.environ["VISIONSSM_CROSS_CFG"] = cfg
+            os.environ["VISIONSSM_ROUTES_SMALLN_CFG"] = cfg
             t = bench(fused_fn)
-            del os.environ["VISIONSSM_CROSS_CFG"]
+            del os.environ["VISIONSSM_ROUTES_SMALLN_CFG"]
             rec.setdefault("configs", {})[cfg] = t
             cells.append(f"{t:16.3f}")
         records.append(rec)

@@ -49,8 +49,7 @@ for part in "$@"; do
       python3 benchmarks/profile_routes_once.py ;;
     crosstests) run crosstests 200 python3 -m pytest -m gpu -q -p no:cacheprovider tests/ops/test_cross_fused.py \
       tests/layers/test_ss2d.py tests/models/test_vmamba.py ;;
-    crossfused) run crossfused 200 python3 benchmarks/bench_cross_fused.py --configs 2048,16,4 4096,16,4 8192,16,8 \
-      4096,32,8 2048,16,8 8192,32,8 ;;
+    crossfused) run crossfused 200 python3 benchmarks/bench_cross_fused.py --configs 16,64,4 32,32,4 16,32,4 ;;
     vmhead) run vmhead 150 python3 benchmarks/bench_vmamba.py --models vmamba_tiny_s1l8 --time-budget 60 \
       --out benchmarks/results/vmamba_explore.json ;;
     compile) run compile 170 python3 benchmarks/probe_compile.py ;;

@@ -13,7 +13,6 @@ import torch
 
 from visionssm.ops import _alloc
 from visionssm.ops.scan_routes.cross_fused import fused_cross_scan, fused_cross_scan_reference
-from visionssm.ops.scan_routes.triton_cross_fused import cross_fused_config
 
 from .scan_cases import rel_err
 
@@ -35,15 +34,13 @@ def make_cross_inputs(batch, ch, H, W, R, *, nstate=1, seed=None, channels_last=
 
 
 def _check(batch, ch, H, W, R, device, *, dtype=torch.float32, tol=1e-4, use_bias=True, use_d=True,
-           channels_last=True, cfg=None, monkeypatch=None):
-    x = make_cross_inputs(batch, ch, H, W, R, channels_last=channels_last, dtype=dtype)
+           channels_last=True, nstate=1):
+    x = make_cross_inputs(batch, ch, H, W, R, channels_last=channels_last, dtype=dtype, nstate=nstate)
     if not use_bias:
         x["delta_bias"] = None
     if not use_d:
         x["D"] = None
     ref = fused_cross_scan_reference(**{k: v.double() if v is not None else v for k, v in x.items()}, H=H, W=W)
-    if cfg is not None:
-        monkeypatch.setenv("VISIONSSM_CROSS_CFG", cfg)
     on_dev = {k: v.to(device) if v is not None else v for k, v in x.items()}
     if channels_last:  # .to(device) keeps the strides; checked here so the layout under test is the intended one
         assert on_dev["u"].stride(1) == 1
@@ -59,15 +56,13 @@ def test_fused_cross_matches_reference(H, W, triton_device):
     _check(2, 4, H, W, 2, triton_device)
 
 
-@pytest.mark.parametrize("cfg", ["64,2,2", "32,4,1", "128,8,4"])
-@pytest.mark.parametrize("H,W,ch", [(9, 5, 6), (13, 3, 4), (7, 6, 8)])
-def test_fused_cross_many_bands(cfg, H, W, ch, triton_device, monkeypatch):
-    # Small tiles cut the map into several bands, so every carry path (row routes across bands, column
-    # routes across bands and into the next column) is used; ch = 6 gives 2-channel blocks.
-    monkeypatch.setenv("VISIONSSM_CROSS_CFG", cfg)
-    block_rows = cross_fused_config(H, W, ch)[0]
-    assert block_rows < H
-    _check(2, ch, H, W, 3, triton_device, cfg=cfg, monkeypatch=monkeypatch)
+@pytest.mark.parametrize("cfg", ["4,16,1", "2,16,1", "16,32,2"])
+@pytest.mark.parametrize("H,W,ch,nstate", [(9, 5, 6, 1), (13, 3, 4, 2), (7, 6, 8, 1)])
+def test_fused_cross_tiles_and_segments(cfg, H, W, ch, nstate, triton_device, monkeypatch):
+    # Tiles of the routed kernel shorter than the routes, routes cut into segments (few programs here), and
+    # channel blocks narrower than C: every carry path of the kernel is used.
+    monkeypatch.setenv("VISIONSSM_ROUTES_SMALLN_CFG", cfg)
+    _check(2, ch, H, W, 3, triton_device, nstate=nstate)
 
 
 @pytest.mark.parametrize("use_bias,use_d,channels_last", [(False, True, True), (True, False, False),
@@ -95,8 +90,8 @@ def test_fused_cross_rejects_bad_input(triton_device):
         fused_cross_scan(**{**x, "x_dbl": x["x_dbl"][..., 1:]}, H=3, W=3, backend="triton")
     with pytest.raises(ValueError, match="H\\*W=12"):
         fused_cross_scan(**x, H=3, W=4, backend="triton")
-    with pytest.raises(ValueError, match="d_state = 1"):
-        y = make_cross_inputs(1, 4, 3, 3, 2, nstate=2)
+    with pytest.raises(ValueError, match="d_state <= 4"):
+        y = make_cross_inputs(1, 4, 3, 3, 2, nstate=5)
         fused_cross_scan(**{k: v.float().to(triton_device) for k, v in y.items()}, H=3, W=3, backend="triton")
     with pytest.raises(RuntimeError, match="forward-only"):
         fused_cross_scan(**{**x, "u": x["u"].requires_grad_()}, H=3, W=3, backend="triton")

@@ -189,11 +189,12 @@ class SS2D(RoutedSSM):
         return self.out_proj(y)
 
     def _use_fused(self, x: torch.Tensor) -> bool:
-        """Inference on the Triton path with VMamba v2's cross scan (N = 1): the fused kernels (forward-only).
-        ``VISIONSSM_CROSS_FUSED=0`` turns them off."""
-        if self.routes != "cross" or self.d_state != 1 or self.force_fp32:
+        """Opt-in (``VISIONSSM_CROSS_FUSED=1``): at inference on the Triton path, VMamba v2's cross scan (N <= 4)
+        through fused_cross_scan, which forms delta inside the routed kernel instead of writing it. Off by
+        default until an H100 run shows it faster (benchmarks/bench_cross_fused.py)."""
+        if self.routes != "cross" or self.d_state > 4 or self.force_fp32:
             return False
-        if os.environ.get("VISIONSSM_CROSS_FUSED", "1") == "0" or resolve_backend(self.backend, x.device) != "triton":
+        if os.environ.get("VISIONSSM_CROSS_FUSED", "0") != "1" or resolve_backend(self.backend, x.device) != "triton":
             return False
         return not (torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self._ssm_params())))
 

@@ -2,9 +2,8 @@
 
 SS2D v2 computes, per route k, delta_k = dts_k @ dt_proj_k^T from the R low-rank columns of x_dbl, writes
 the (batch, 4 C, L) delta tensor and scans the four routes. ``fused_cross_scan`` takes x_dbl itself: the
-Triton kernels form delta in registers, run all four routes of a map tile in one program and store the
-merged map once, with no atomics (triton_cross_fused_kernels.py). The Triton path is forward-only (N = 1,
-VMamba v2); training keeps :func:`routed_selective_scan`, whose kernels have a backward.
+routed Triton kernel forms delta in registers from the R dt columns (triton_cross_fused.py). The Triton
+path is forward-only (N <= 4); training keeps :func:`routed_selective_scan`, whose kernels have a backward.
 """
 
 from __future__ import annotations
@@ -76,7 +75,7 @@ def fused_cross_scan(
     dt_weight[k]^T. Returns ``(batch, C, H*W)`` in float32 (or wider): the same as
     :func:`routed_selective_scan` over ``cross_routes(H, W)`` with that delta, ``merge=True``.
 
-    The Triton backend needs N = 1 and no autograd (it has no backward).
+    The Triton backend needs N <= 4 and no autograd (it has no backward).
     """
     _check(u, x_dbl, dt_weight, A, H, W, D, delta_bias)
     _flops.add("selective_scan", _flops.selective_scan_flops(u.shape[0], 4 * u.shape[1], H * W, A.shape[1],
@@ -86,8 +85,8 @@ def fused_cross_scan(
         return fused_cross_scan_reference(u, x_dbl, dt_weight, A, H, W, D, delta_bias, delta_softplus)
     if which == "torch":
         return _explicit(u, x_dbl, dt_weight, A, H, W, D, delta_bias, delta_softplus, routed_selective_scan_torch)
-    if A.shape[1] != 1:
-        raise ValueError(f"fused_cross_scan: the Triton kernels take d_state = 1 (VMamba v2), got {A.shape[1]}")
+    if A.shape[1] > 4:
+        raise ValueError(f"fused_cross_scan: the Triton kernel takes d_state <= 4 (VMamba v2: 1), got {A.shape[1]}")
     tensors = (u, x_dbl, dt_weight, A, D, delta_bias)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
         raise RuntimeError("fused_cross_scan: the Triton path is forward-only; run it under torch.no_grad() "

@@ -48,61 +48,83 @@ def _fill(dtype, zero, *shape, device):
     return torch.zeros(*shape, dtype=dtype, device=device) if zero else _alloc.empty(*shape, dtype=dtype, device=device)
 
 
+def routed_smalln_forward(u, delta, A, B, C, D, delta_bias, idx, softplus, merge, out_dtype, route_order, injective,
+                          covers, save, lowrank=None):
+    """The forward launches: (output, At, tile-start states, segment delta sums, backward config).
+
+    lowrank=(x_dbl, w): delta is None and is formed in the kernel from x_dbl (batch, Lmap, K, R + 2N) and
+    w (K*C, R) float32 (forward-only: nothing is saved for a backward)."""
+    if lowrank is not None:
+        x_dbl, w = lowrank
+        batch, lmap, dim, rank = x_dbl.shape[0], x_dbl.shape[1], w.shape[0], w.shape[1]
+        token_major = u.stride(1) == 1 and u.shape[1] > 1
+        if x_dbl.stride(-1) != 1:
+            x_dbl = x_dbl.contiguous()
+        d_src, d_strides, s_xk = x_dbl, (x_dbl.stride(0), 0, x_dbl.stride(1)), x_dbl.stride(2)
+    else:
+        batch, dim, lmap = delta.shape
+        rank, w, s_xk = 0, None, 0
+        token_major = u.stride(1) == 1 and delta.stride(1) == 1 and u.shape[1] > 1
+        d_src, d_strides = delta, delta.stride()
+    K, lr = idx.shape
+    ch, nstate = dim // K, A.shape[1]
+    u_shared = u.shape[1] == ch
+    bd, bt, warps, seg_len, n_seg = routed_smalln_config(batch, dim, ch, nstate, lr, token_major)
+    f32 = dict(dtype=torch.float32, device=u.device)
+    accum, zero = not injective, not covers
+    out_accum = accum and not route_order
+    y_dtype = out_dtype if not (merge or out_accum) else torch.float32
+    n_out = lr if route_order else lmap
+    # Token-major merged outputs are summed in the kernel by float32 atomics into one zeroed map, not
+    # written as K route maps and summed after (VISIONSSM_ROUTES_MERGE=sum): H100, batch 128, VMamba-T's
+    # four stages, forward 2.52 vs 2.93 ms (benchmarks/sweep_routes.py). The summation order of the K
+    # routes then varies from run to run (float32 rounding only).
+    merge_out = merge and token_major and os.environ.get("VISIONSSM_ROUTES_MERGE", "atomic") == "atomic"
+    if merge_out:
+        out = torch.zeros(batch, lmap, ch, **f32).transpose(1, 2)
+    elif token_major:  # outputs in the inputs' layout: coalesced stores, and the route sum stays token-major
+        out = _fill(y_dtype, zero and not route_order, batch, n_out, dim, device=u.device).transpose(1, 2)
+    else:
+        out = _fill(y_dtype, zero and not route_order, batch, dim, n_out, device=u.device)
+    starts = _alloc.empty(batch, triton.cdiv(lr, bt), nstate, dim, **f32) if save else out
+    seg_end = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else out
+    seg_sum = _alloc.empty(batch, n_seg, dim, **f32) if n_seg > 1 else out
+    At = (A * LOG2E).t().contiguous()
+    opt = lambda t: t if t is not None else out
+    args = (
+        u, d_src, At, B, C, opt(D), opt(delta_bias), idx, out, starts, seg_end, seg_sum, opt(w), s_xk,
+        lr, ch, nstate, seg_len, n_seg,
+        *u.stride(), *d_strides, *out.stride(), *B.stride(), *C.stride(),
+    )
+    flags = dict(
+        HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus, U_SHARED=u_shared,
+        ACCUM=out_accum or merge_out, MERGE_OUT=merge_out, OUT_AT_STEP=route_order, SAVE_STARTS=save,
+        DT_RANK=rank, BLOCK_D=bd, BLOCK_T=bt,
+        BLOCK_N=triton.next_power_of_2(nstate), num_warps=warps,
+    )
+    grid = (batch, dim // bd, n_seg)
+    if n_seg > 1:
+        routed_smalln_fwd_kernel[grid](*args, MODE=1, **flags)
+    routed_smalln_fwd_kernel[grid](*args, MODE=0, **flags)
+    cfg = (softplus, merge, route_order, accum, zero, bd, bt, warps, seg_len, n_seg)
+    if not merge or merge_out:
+        return out.to(out_dtype), At, starts, seg_sum, cfg
+    y = out.new_empty(batch, lmap, ch).transpose(1, 2) if token_major else out.new_empty(batch, ch, lmap)
+    return torch.sum(out.unflatten(1, (K, ch)), 1, out=y).to(out_dtype), At, starts, seg_sum, cfg
+
+
 class RoutedSmallNScan(torch.autograd.Function):
     """Same arguments as triton_routed._RoutedScan (B, C: (batch, K, N, Lmap) in any float dtype)."""
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, delta_bias, idx, softplus, merge, out_dtype, route_order, injective,
                 covers):
-        batch, dim, lmap = delta.shape
-        K, lr = idx.shape
-        ch, nstate = dim // K, A.shape[1]
-        u_shared = u.shape[1] == ch
-        token_major = u.stride(1) == 1 and delta.stride(1) == 1 and u.shape[1] > 1
-        bd, bt, warps, seg_len, n_seg = routed_smalln_config(batch, dim, ch, nstate, lr, token_major)
-        f32 = dict(dtype=torch.float32, device=u.device)
-        accum, zero = not injective, not covers
-        out_accum = accum and not route_order
-        y_dtype = out_dtype if not (merge or out_accum) else torch.float32
-        n_out = lr if route_order else lmap
-        # Token-major merged outputs are summed in the kernel by float32 atomics into one zeroed map, not
-        # written as K route maps and summed after (VISIONSSM_ROUTES_MERGE=sum): H100, batch 128, VMamba-T's
-        # four stages, forward 2.52 vs 2.93 ms (benchmarks/sweep_routes.py). The summation order of the K
-        # routes then varies from run to run (float32 rounding only).
-        merge_out = merge and token_major and os.environ.get("VISIONSSM_ROUTES_MERGE", "atomic") == "atomic"
-        if merge_out:
-            out = torch.zeros(batch, lmap, ch, **f32).transpose(1, 2)
-        elif token_major:  # outputs in the inputs' layout: coalesced stores, and the route sum stays token-major
-            out = _fill(y_dtype, zero and not route_order, batch, n_out, dim, device=u.device).transpose(1, 2)
-        else:
-            out = _fill(y_dtype, zero and not route_order, batch, dim, n_out, device=u.device)
         save = any(ctx.needs_input_grad)
-        starts = _alloc.empty(batch, triton.cdiv(lr, bt), nstate, dim, **f32) if save else out
-        seg_end = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else out
-        seg_sum = _alloc.empty(batch, n_seg, dim, **f32) if n_seg > 1 else out
-        At = (A * LOG2E).t().contiguous()
-        opt = lambda t: t if t is not None else out
-        args = (
-            u, delta, At, B, C, opt(D), opt(delta_bias), idx, out, starts, seg_end, seg_sum,
-            lr, ch, nstate, seg_len, n_seg,
-            *u.stride(), *delta.stride(), *out.stride(), *B.stride(), *C.stride(),
-        )
-        flags = dict(
-            HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus, U_SHARED=u_shared,
-            ACCUM=out_accum or merge_out, MERGE_OUT=merge_out, OUT_AT_STEP=route_order, SAVE_STARTS=save,
-            BLOCK_D=bd, BLOCK_T=bt,
-            BLOCK_N=triton.next_power_of_2(nstate), num_warps=warps,
-        )
-        grid = (batch, dim // bd, n_seg)
-        if n_seg > 1:
-            routed_smalln_fwd_kernel[grid](*args, MODE=1, **flags)
-        routed_smalln_fwd_kernel[grid](*args, MODE=0, **flags)
+        out, At, starts, seg_sum, cfg = routed_smalln_forward(
+            u, delta, A, B, C, D, delta_bias, idx, softplus, merge, out_dtype, route_order, injective, covers, save)
         ctx.save_for_backward(u, delta, At, B, C, D, delta_bias, idx, starts, seg_sum)
-        ctx.cfg = (softplus, merge, route_order, accum, zero, bd, bt, warps, seg_len, n_seg)
-        if not merge or merge_out:
-            return out.to(out_dtype)
-        y = out.new_empty(batch, lmap, ch).transpose(1, 2) if token_major else out.new_empty(batch, ch, lmap)
-        return torch.sum(out.unflatten(1, (K, ch)), 1, out=y).to(out_dtype)
+        ctx.cfg = cfg
+        return out
 
     @staticmethod
     def backward(ctx, dy):

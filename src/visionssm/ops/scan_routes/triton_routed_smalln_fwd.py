@@ -7,6 +7,11 @@ contiguous in the map, e.g. row-major routes), composes the tile with one ``tl.a
 steps and carries only the tile's end state to the next tile. Outputs go to p of the route's map-order row
 (or to column i of a route-order output, OUT_AT_STEP); ACCUM (a route visits a position more than once):
 atomic adds into a zeroed float32 buffer, as in triton_routed_fwd.py. Segments: MODE=1 / MODE=0 as there.
+
+DT_RANK > 0 (inference, SS2D's low-rank dt): delta_ptr is x_dbl (batch, Lmap, K, DT_RANK + 2N) and delta
+of channel d of route k is x_dbl[b, p, k, :DT_RANK] . w[d, :] formed in registers, so SS2D never writes the
+(batch, K*C, Lmap) delta tensor. DT_RANK is a compile-time constant: the rank-1 updates unroll and their
+loads issue together instead of one latency after another.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from ..selective_scan.triton_fwd import _softplus
 from ..selective_scan.triton_smalln_fwd import _column, _compose, _delta_tile
 
 
@@ -30,8 +36,22 @@ def _route_tile(idx_base, c, i1, j, d, BLOCK_T: tl.constexpr):
 
 
 @triton.jit
+def _lowrank_delta_tile(x_base, p, mask, w_ptr, d, bias, s_xl, DT_RANK: tl.constexpr, HAS_BIAS: tl.constexpr,
+                        SOFTPLUS: tl.constexpr):
+    """As _delta_tile, with delta = x_dbl[p, :DT_RANK] . w[d, :] (float32) instead of a load."""
+    x = tl.zeros(mask.shape, dtype=tl.float32)  # (1, BD, BT)
+    for r in tl.static_range(DT_RANK):
+        x += tl.load(x_base + p * s_xl + r, mask=mask, other=0.0).to(tl.float32) * tl.load(w_ptr + d * DT_RANK + r)
+    if HAS_BIAS:
+        x += bias
+    dt = _softplus(x) if SOFTPLUS else x
+    return x, tl.where(mask, dt, 0.0)
+
+
+@triton.jit
 def routed_smalln_fwd_kernel(
     u_ptr, delta_ptr, At_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, idx_ptr, out_ptr, starts_ptr, seg_end_ptr, seg_sum_ptr,
+    w_ptr, s_xk,
     Lr, ch, n_state, seg_len, n_seg,
     s_ub, s_ud, s_ul,
     s_db, s_dd, s_dl,
@@ -40,7 +60,7 @@ def routed_smalln_fwd_kernel(
     s_Cb, s_Cg, s_Cn, s_Cl,
     MODE: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     U_SHARED: tl.constexpr, ACCUM: tl.constexpr, OUT_AT_STEP: tl.constexpr, SAVE_STARTS: tl.constexpr,
-    MERGE_OUT: tl.constexpr,
+    MERGE_OUT: tl.constexpr, DT_RANK: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     # At: (N, K*ch) float32 = A^T log2(e); idx: (K, Lr) int32; starts: (batch, n_tiles, N, K*ch);
@@ -73,7 +93,10 @@ def routed_smalln_fwd_kernel(
         u_base = u_ptr + pid_b * s_ub + (d - k * ch) * s_ud
     else:
         u_base = u_ptr + pid_b * s_ub + d * s_ud
-    d_base = delta_ptr + pid_b * s_db + d * s_dd
+    if DT_RANK > 0:  # x_dbl (batch, Lmap, K, R + 2N): s_db, s_dl are its batch and token strides
+        d_base = delta_ptr + pid_b * s_db + k * s_xk
+    else:
+        d_base = delta_ptr + pid_b * s_db + d * s_dd
     if MERGE_OUT:  # all routes add into one (batch, ch, Lmap) map (with ACCUM): the route sum happens here
         o_base = out_ptr + pid_b * s_ob + (d - k * ch) * s_od
     else:
@@ -87,7 +110,10 @@ def routed_smalln_fwd_kernel(
         m2 = ok & (d >= 0)
         mn = m2 & n_ok
         u = tl.load(u_base + p * s_ul, mask=m2, other=0.0).to(tl.float32)
-        x, dt = _delta_tile(d_base, p, m2, bias, s_dl, HAS_BIAS, SOFTPLUS)
+        if DT_RANK > 0:
+            x, dt = _lowrank_delta_tile(d_base, p, m2, w_ptr, d, bias, s_dl, DT_RANK, HAS_BIAS, SOFTPLUS)
+        else:
+            x, dt = _delta_tile(d_base, p, m2, bias, s_dl, HAS_BIAS, SOFTPLUS)
         Bt = tl.load(B_base + p * s_Bl, mask=mn, other=0.0).to(tl.float32)
         if MODE == 0 and SAVE_STARTS:
             tl.store(starts_ptr + (pid_b * n_tiles + c) * n_state * dim + nd, h, mask=nd_ok)
