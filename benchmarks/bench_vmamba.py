@@ -1,7 +1,7 @@
 """Inference throughput (img/s) and peak memory of the VMamba family vs timm Swin-T, in one run.
 
     python benchmarks/bench_vmamba.py [--batch 128] [--img-size 224] [--dtype bf16] [--models ...]
-        [--reps 15] [--warmup 5] [--time-budget 190] [--no-baseline] [--out FILE]
+        [--reps 15] [--warmup 5] [--time-budget 190] [--no-baseline] [--cuda-graph] [--out FILE]
 
 Every VMamba / MSVMamba / EfficientVMamba variant we register, at 224x224, batch 128, autocast bf16, eval and
 inference_mode; each in NCHW and channels_last memory (the faster is the headline ``img_per_s``).
@@ -13,6 +13,8 @@ Baselines in the same run, in the same records:
   ours_fused_*  (headline model only) ours with VISIONSSM_CROSS_FUSED=1: the opt-in inference cross scan
                 with delta formed inside the kernel instead of the explicit delta tensor.
 Timing: per-iteration CUDA events after warm-up, median; peak memory = torch.cuda.max_memory_allocated.
+``--cuda-graph`` adds each model (Swin-T too) replayed as one CUDA graph (graph_* keys): the GPU work
+without the host's launch cost, on equal terms for both. The headline stays the eager number.
 Writes benchmarks/results/vmamba_<gpu>.json (DESIGN.md format).
 """
 
@@ -105,6 +107,39 @@ def scan_backend(fn, cross_fused: bool = False):
             os.environ["VISIONSSM_CROSS_FUSED"] = saved_env
 
 
+def time_model_graph(model, x, dtype, warmup: int, reps: int) -> tuple[float | None, str]:
+    """(median ms per replay of one CUDA graph of model(x), "") or (None, why the capture failed).
+
+    Eager timing includes the host's launch work wherever it outruns the GPU's; a graph replays the same
+    kernels without it, so comparing both models graphed compares GPU work alone (equal terms)."""
+    amp = torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32)
+    try:
+        with torch.inference_mode(), amp:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):  # warm-up off the default stream, as capture requires
+                for _ in range(max(warmup, 2)):
+                    model(x)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                model(x)
+            for _ in range(warmup):
+                graph.replay()
+            torch.cuda.synchronize()
+            events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                      for _ in range(reps)]
+            for start, end in events:
+                start.record()
+                graph.replay()
+                end.record()
+            torch.cuda.synchronize()
+    except Exception as e:  # a host sync or an uncapturable op inside the forward: report, don't abort the run
+        torch.cuda.synchronize()
+        return None, f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+    return statistics.median(s.elapsed_time(e) for s, e in events), ""
+
+
 def measure(name, x, dtype, a, formats=("nchw", "channels_last")) -> dict:
     model = timm.create_model(name).cuda().eval()
     rec = {"model": name, "params": sum(p.numel() for p in model.parameters())}
@@ -116,6 +151,11 @@ def measure(name, x, dtype, a, formats=("nchw", "channels_last")) -> dict:
     best = max(formats, key=lambda f: rec[f"ours_{f}_img_per_s"])
     rec.update(memory_format=best, median_ms=rec[f"ours_{best}_ms"], img_per_s=rec[f"ours_{best}_img_per_s"],
                peak_mem_gib=rec[f"ours_{best}_peak_gib"])
+    if a.cuda_graph:
+        mf = torch.channels_last if best == "channels_last" else torch.contiguous_format
+        model = model.to(memory_format=mf)
+        ms, why = time_model_graph(model, x.contiguous(memory_format=mf), dtype, a.warmup, a.reps)
+        rec.update(graph_ms=ms, graph_img_per_s=a.batch / ms * 1e3 if ms else None, graph_error=why or None)
     return rec, model, best
 
 
@@ -129,6 +169,8 @@ def main():
     p.add_argument("--reps", type=int, default=15)
     p.add_argument("--time-budget", type=float, default=190.0, help="seconds; later models are skipped past it")
     p.add_argument("--no-baseline", action="store_true", help="skip mamba_ssm (it may need minutes to build)")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="also time every model (Swin-T too) as one replayed CUDA graph: graph_* keys")
     p.add_argument("--out", default=None)
     a = p.parse_args()
     if not torch.cuda.is_available():
@@ -150,7 +192,8 @@ def main():
     swin_ms, swin_ips, swin_mem = swin["median_ms"], swin["img_per_s"], swin["peak_mem_gib"]
     del swin_model
     torch.cuda.empty_cache()
-    print(f"{SWIN:<26}{swin_ms:9.2f} ms{swin_ips:9.0f} img/s{swin_mem:7.2f} GiB  {swin_fmt}")
+    print(f"{SWIN:<26}{swin_ms:9.2f} ms{swin_ips:9.0f} img/s{swin_mem:7.2f} GiB  {swin_fmt}"
+          + (f"  graph {swin['graph_ms']:.2f} ms" if swin.get("graph_ms") else ""))
 
     tag = gpu.lower().replace("nvidia", "").strip().split()[0]
     out = Path(a.out) if a.out else Path(__file__).parent / "results" / f"vmamba_{tag}.json"
@@ -168,8 +211,14 @@ def main():
                    base_swin_memory_format=swin_fmt,
                    base_swin_img_per_s=swin_ips, base_swin_peak_gib=swin_mem,
                    speedup_vs_swin=rec["img_per_s"] / swin_ips)
+        if rec.get("graph_ms") and swin.get("graph_ms"):
+            rec.update(base_swin_graph_ms=swin["graph_ms"], graph_speedup_vs_swin=swin["graph_ms"] / rec["graph_ms"])
         line = (f"{name:<26}{rec['median_ms']:9.2f} ms{rec['img_per_s']:9.0f} img/s{rec['peak_mem_gib']:7.2f} GiB"
                 f"  {fmt:<13} x{rec['speedup_vs_swin']:.2f} Swin-T")
+        if rec.get("graph_speedup_vs_swin"):
+            line += f"  graph {rec['graph_ms']:.2f} ms x{rec['graph_speedup_vs_swin']:.2f}"
+        elif a.cuda_graph:
+            line += f"  graph: {rec.get('graph_error')}"
         if name == HEADLINE:  # the same model with the opt-in fused cross scan: what the fusion is worth
             mf = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
             with scan_backend(ss2d.routed_selective_scan, cross_fused=True):

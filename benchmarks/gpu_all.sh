@@ -52,6 +52,10 @@ for part in "$@"; do
     crossfused) run crossfused 200 python3 benchmarks/bench_cross_fused.py --configs 16,64,4 32,32,4 16,32,4 ;;
     vmhead) run vmhead 150 python3 benchmarks/bench_vmamba.py --models vmamba_tiny_s1l8 --time-budget 60 \
       --out benchmarks/results/vmamba_explore.json ;;
+    vmgraph) run vmgraph 200 bash -c "python3 benchmarks/bench_vmamba.py --models vmamba_tiny_s1l8 --cuda-graph \
+      --no-baseline --time-budget 60 --out benchmarks/results/vmamba_graph.json && VISIONSSM_CROSS_FUSED=1 \
+      python3 benchmarks/bench_vmamba.py --models vmamba_tiny_s1l8 --cuda-graph --no-baseline --time-budget 60 \
+      --out benchmarks/results/vmamba_graph_fused.json" ;;
     compile) run compile 170 python3 benchmarks/probe_compile.py ;;
     *) echo "unknown part $part" ;;
   esac
