@@ -56,6 +56,9 @@ for part in "$@"; do
       --no-baseline --time-budget 60 --out benchmarks/results/vmamba_graph.json && VISIONSSM_CROSS_FUSED=1 \
       python3 benchmarks/bench_vmamba.py --models vmamba_tiny_s1l8 --cuda-graph --no-baseline --time-budget 60 \
       --out benchmarks/results/vmamba_graph_fused.json" ;;
+    bidir) run bidir 200 python3 benchmarks/bench_bidir.py ;;
+    bidirtests) run bidirtests 200 python3 -m pytest -m gpu -q -p no:cacheprovider tests/ops/test_bidirectional_scan.py \
+      tests/ops/test_selective_scan_triton.py tests/layers/test_bimamba.py tests/models/test_vim.py ;;
     compile) run compile 170 python3 benchmarks/probe_compile.py ;;
     *) echo "unknown part $part" ;;
   esac

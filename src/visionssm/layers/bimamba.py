@@ -6,8 +6,9 @@ official: hustvl/Vim : mamba-1p1p1/mamba_ssm/modules/mamba_simple.py (Mamba, bim
 Two S6 branches share in_proj, the gate z and out_proj; each has its own conv1d / x_proj / dt_proj /
 A / D. The forward branch is causal in the token order; the backward branch is the official
 "flip everything, run the same recipe, flip back", computed here without flipped copies: an
-anti-causal conv (``reverse=True``) and a right-to-left scan (``reverse=True``) on the same
-tensors. out = out_proj((y_f + y_b) / 2), both y gated by silu(z).
+anti-causal conv (``reverse=True``) and a right-to-left scan on the same tensors; both scans run as one
+``bidirectional_selective_scan`` (one Triton launch). out = out_proj((y_f + y_b) / 2), both y gated by
+silu(z).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ops.conv1d import causal_conv1d
-from ..ops.selective_scan import selective_scan
+from ..ops.selective_scan import bidirectional_selective_scan
 
 __all__ = ["BiMamba"]
 
@@ -34,7 +35,7 @@ class BiMamba(nn.Module):
 
     Attribute names equal the official state-dict keys (``in_proj``, ``conv1d``, ``conv1d_b``,
     ``x_proj``, ``x_proj_b``, ``dt_proj``, ``dt_proj_b``, ``A_log``, ``A_b_log``, ``D``, ``D_b``,
-    ``out_proj``). ``backend`` is handed to :func:`visionssm.ops.selective_scan.selective_scan`.
+    ``out_proj``). ``backend`` is handed to :func:`visionssm.ops.selective_scan.bidirectional_selective_scan`.
     """
 
     def __init__(
@@ -105,33 +106,27 @@ class BiMamba(nn.Module):
         self.D.fill_(1.0)
         self.D_b.fill_(1.0)
 
-    def _branch(self, x, z, conv, x_proj, dt_proj, A_log, D, reverse: bool) -> torch.Tensor:
-        """One direction: conv (anti-causal if reverse) -> SiLU -> x_proj -> dt_proj -> gated scan."""
-        bias = conv.bias
-        xc = causal_conv1d(x, conv.weight.squeeze(1), bias, activation="silu", reverse=reverse)
+    def _branch(self, x, conv, x_proj, dt_proj, reverse: bool):
+        """One direction's scan inputs: conv (anti-causal if reverse) -> SiLU -> x_proj -> dt_proj."""
+        xc = causal_conv1d(x, conv.weight.squeeze(1), conv.bias, activation="silu", reverse=reverse)
         x_dbl = F.linear(xc.transpose(1, 2), x_proj.weight)  # (batch, L, R + 2N)
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.linear(dt, dt_proj.weight).transpose(1, 2)  # bias goes in as delta_bias
-        return selective_scan(
-            xc,
-            delta,
-            -torch.exp(_fp32(A_log)),
-            B.transpose(1, 2),
-            C.transpose(1, 2),
-            _fp32(D),
-            z=z,
-            delta_bias=_fp32(dt_proj.bias),
-            delta_softplus=True,
-            reverse=reverse,
-            backend=self.backend,
-        )
+        return xc, delta, B.transpose(1, 2), C.transpose(1, 2)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         xz = self.in_proj(hidden_states).transpose(1, 2)  # (batch, 2E, L)
         x, z = xz.chunk(2, dim=1)
-        y_f = self._branch(x, z, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D, False)
-        y_b = self._branch(x, z, self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b, True)
-        y = y_f + y_b
+        f = self._branch(x, self.conv1d, self.x_proj, self.dt_proj, False)
+        b = self._branch(x, self.conv1d_b, self.x_proj_b, self.dt_proj_b, True)
+        # Both directions, each gated by silu(z), in one scan launch on the Triton path.
+        ys = bidirectional_selective_scan(
+            (f[0], b[0]), (f[1], b[1]), (-torch.exp(_fp32(self.A_log)), -torch.exp(_fp32(self.A_b_log))),
+            (f[2], b[2]), (f[3], b[3]), D=(_fp32(self.D), _fp32(self.D_b)), z=z,
+            delta_bias=(_fp32(self.dt_proj.bias), _fp32(self.dt_proj_b.bias)), delta_softplus=True,
+            backend=self.backend,
+        )
+        y = ys.sum(1)  # (batch, E, L): y_f + y_b
         if self.divide_out:  # official: if_divide_out=True for every released model
             y = y * 0.5
         return self.out_proj(y.transpose(1, 2))

@@ -113,3 +113,8 @@ def selective_scan(
     if kernel is None:
         raise RuntimeError("selective_scan: backend='triton' is not available (Triton missing or kernels not built)")
     return kernel(*args)
+
+
+from .bidirectional import bidirectional_selective_scan  # noqa: E402  (needs the names above)
+
+__all__ += ["bidirectional_selective_scan"]

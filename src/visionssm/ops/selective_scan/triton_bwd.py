@@ -10,6 +10,7 @@ summed over the batch with atomics.
 
 With segments (long sequences), MODE=1 first computes each segment's outgoing adjoint from a zero carry;
 MODE=0 folds the later segments' carries in (through exp(A * sum delta) of each) before its own walk.
+BIDIR: both directions in one launch, as in triton_fwd.py; grads come out stacked over [forward | backward].
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_fwd import _ld, _softplus, _st
+from .triton_fwd import _direction, _ld, _softplus, _st, _step_pos
 
 LN2 = tl.constexpr(0.6931471805599453)
 
@@ -27,6 +28,7 @@ def selective_scan_bwd_kernel(
     u_ptr, delta_ptr, At_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, dlast_ptr, starts_ptr,
     seg_w_ptr, seg_sum_ptr, scratch_ptr,
     du_ptr, ddelta_ptr, dAt_ptr, dBp_ptr, dCp_ptr, dD_ptr, dz_ptr, dbias_ptr,
+    u2_ptr, delta2_ptr, B2_ptr, C2_ptr,
     L, dim, dim_per_group, n_state, seg_len, n_seg,
     s_ub, s_ud, s_ul,
     s_db, s_dd, s_dl,
@@ -36,7 +38,7 @@ def selective_scan_bwd_kernel(
     s_Cb, s_Cg, s_Cn, s_Cl,
     MODE: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr, HAS_DLAST: tl.constexpr, CHUNK: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr, BIDIR: tl.constexpr,
 ):
     # Tiles are (N, BLOCK_D): one channel per thread, its N states in registers (see triton_fwd.py).
     # du, ddelta, dz: contiguous (batch, dim, L); dBp, dCp: (batch, dim // BLOCK_D, L, N) float32;
@@ -53,7 +55,8 @@ def selective_scan_bwd_kernel(
     # layout would split N across lanes and shuffle every step).
     nd = n[:, None] * dim + tl.max_contiguous(d, 1)[None, :]
     nd_ok = n_ok[:, None]
-    g = (pid_d * BLOCK_D) // dim_per_group
+    rev, c_loc, g, u_src, d_src, B_src, C_src = _direction(pid_d, d, dim, dim_per_group, u_ptr, u2_ptr, delta_ptr,
+                                                       delta2_ptr, B_ptr, B2_ptr, C_ptr, C2_ptr, BLOCK_D, BIDIR)
     A2 = _ld(At_ptr + nd, nd_ok, EVEN_N)  # A log2(e); A itself is folded into LN2 below (fewer registers)
     Dv = tl.load(D_ptr + d) if HAS_D else 0.0
     bias = tl.load(bias_ptr + d) if HAS_BIAS else 0.0
@@ -69,12 +72,12 @@ def selective_scan_bwd_kernel(
             w = tl.exp2(s[None, :] * A2) * w + e
     i0 = pid_s * seg_len
     i1 = tl.minimum(i0 + seg_len, L)
-    u_base = u_ptr + pid_b * s_ub + d * s_ud
-    d_base = delta_ptr + pid_b * s_db + d * s_dd
-    z_base = z_ptr + pid_b * s_zb + d * s_zd
+    u_base = u_src + pid_b * s_ub + c_loc * s_ud
+    d_base = d_src + pid_b * s_db + c_loc * s_dd
+    z_base = z_ptr + pid_b * s_zb + c_loc * s_zd
     g_base = dout_ptr + pid_b * s_gb + d * s_gd
-    B_base = B_ptr + pid_b * s_Bb + g * s_Bg + n * s_Bn
-    C_base = C_ptr + pid_b * s_Cb + g * s_Cg + n * s_Cn
+    B_base = B_src + pid_b * s_Bb + g * s_Bg + n * s_Bn
+    C_base = C_src + pid_b * s_Cb + g * s_Cg + n * s_Cn
     out_row = row * L
     p_base = (pid_b * n_blk + pid_d) * L * n_state + n  # dBp/dCp rows: one N-vector per token
     prog = (pid_b * n_blk + pid_d) * tl.num_programs(2) + pid_s
@@ -93,7 +96,7 @@ def selective_scan_bwd_kernel(
             h0 = _ld(starts_ptr + (pid_b * n_chunks_total + c) * n_state * dim + nd, nd_ok, EVEN_N)
             h = h0
             for i in range(k0, k1):  # recompute the chunk's states into scratch
-                t = L - 1 - i if REVERSE else i
+                t = _step_pos(i, L, rev, REVERSE, BIDIR)
                 u = tl.load(u_base + t * s_ul).to(tl.float32)
                 dt = tl.load(d_base + t * s_dl).to(tl.float32)
                 if HAS_BIAS:
@@ -105,7 +108,7 @@ def selective_scan_bwd_kernel(
                 tl.store(sc_base + (i - k0) * (BLOCK_D * BLOCK_N), h)
         for ii in range(0, k1 - k0):
             i = k1 - 1 - ii
-            t = L - 1 - i if REVERSE else i
+            t = _step_pos(i, L, rev, REVERSE, BIDIR)
             x = tl.load(d_base + t * s_dl).to(tl.float32)
             if HAS_BIAS:
                 x += bias

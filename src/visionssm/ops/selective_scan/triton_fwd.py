@@ -11,6 +11,10 @@ Long sequences are cut into segments so that enough programs exist (``n_seg`` > 
 twice: MODE=1 computes each segment's end state from a zero start plus the sum of its deltas (the
 segment's total decay is exp(A * sum delta)); MODE=0 folds the earlier segments' results into its start
 state and writes outputs. The state at every CHUNK-th step is saved (float32) for the backward pass.
+
+BIDIR (Vision Mamba's two directions in one launch): the channel axis is [forward dim | backward dim];
+programs of the second half read u2/delta2/B2/C2 and scan right to left (in place, no flipped copies).
+Parameters (At, D, delta_bias) and outputs are stacked over both halves; z is one gate for both.
 """
 
 from __future__ import annotations
@@ -45,8 +49,33 @@ def _st(ptr, val, mask, EVEN: tl.constexpr):
 
 
 @triton.jit
-def _chunk_tokens(u_base, d_base, z_base, i, i1, L, s_ul, s_dl, s_zl,
-                  T: tl.constexpr, HAS_Z: tl.constexpr, REVERSE: tl.constexpr):
+def _step_pos(ik, L, rev, REVERSE: tl.constexpr, BIDIR: tl.constexpr):
+    """Memory position of scan step ik: right to left for reversed programs (rev is per program with BIDIR)."""
+    if BIDIR:
+        return tl.where(rev, L - 1 - ik, ik)
+    elif REVERSE:
+        return L - 1 - ik
+    else:
+        return ik
+
+
+@triton.jit
+def _direction(pid_d, d, dim, dim_per_group, u_ptr, u2_ptr, delta_ptr, delta2_ptr, B_ptr, B2_ptr, C_ptr, C2_ptr,
+               BLOCK_D: tl.constexpr, BIDIR: tl.constexpr):
+    """(rev, channel within its direction, B/C group, u, delta, B, C base pointers) of a program."""
+    if BIDIR:
+        half = dim // 2
+        rev = pid_d * BLOCK_D >= half
+        shift = tl.where(rev, half, 0)
+        return (rev, d - shift, (pid_d * BLOCK_D - shift) // dim_per_group, tl.where(rev, u2_ptr, u_ptr),
+                tl.where(rev, delta2_ptr, delta_ptr), tl.where(rev, B2_ptr, B_ptr), tl.where(rev, C2_ptr, C_ptr))
+    else:
+        return False, d, (pid_d * BLOCK_D) // dim_per_group, u_ptr, delta_ptr, B_ptr, C_ptr
+
+
+@triton.jit
+def _chunk_tokens(u_base, d_base, z_base, i, i1, L, s_ul, s_dl, s_zl, rev,
+                  T: tl.constexpr, HAS_Z: tl.constexpr, REVERSE: tl.constexpr, BIDIR: tl.constexpr):
     """Raw u/delta/z of scan steps i .. i+T-1 (clamped to the segment end i1), one (BLOCK_D,) vector each.
 
     Loaded a whole chunk ahead of use: the loop is latency-bound (few warps per SM, one dependent step
@@ -57,7 +86,7 @@ def _chunk_tokens(u_base, d_base, z_base, i, i1, L, s_ul, s_dl, s_zl,
     zs = ()
     for k in tl.static_range(T):
         ik = tl.minimum(i + k, i1 - 1)
-        t = L - 1 - ik if REVERSE else ik
+        t = _step_pos(ik, L, rev, REVERSE, BIDIR)
         us = us + (tl.load(u_base + t * s_ul),)
         ds = ds + (tl.load(d_base + t * s_dl),)
         if HAS_Z:
@@ -70,7 +99,7 @@ def _chunk_tokens(u_base, d_base, z_base, i, i1, L, s_ul, s_dl, s_zl,
 @triton.jit
 def selective_scan_fwd_kernel(
     u_ptr, delta_ptr, At_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, last_ptr, starts_ptr,
-    seg_end_ptr, seg_sum_ptr,
+    seg_end_ptr, seg_sum_ptr, u2_ptr, delta2_ptr, B2_ptr, C2_ptr,
     L, dim, dim_per_group, n_state, seg_len, n_seg,
     s_ub, s_ud, s_ul,
     s_db, s_dd, s_dl,
@@ -80,7 +109,7 @@ def selective_scan_fwd_kernel(
     s_Cb, s_Cg, s_Cn, s_Cl,
     MODE: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr, SAVE_STARTS: tl.constexpr, CHUNK: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr, T: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr, T: tl.constexpr, BIDIR: tl.constexpr,
 ):
     # At: (N, dim) float32 = A^T * log2(e).  starts: (batch, n_chunks, N, dim); seg_end: (batch, n_seg, N, dim);
     # seg_sum: (batch, n_seg, dim); last: (batch, dim, N); all contiguous float32.
@@ -94,7 +123,8 @@ def selective_scan_fwd_kernel(
     # layout would split N across lanes and shuffle every step).
     nd = n[:, None] * dim + tl.max_contiguous(d, 1)[None, :]  # offsets of a (N, BLOCK_D) tile in an (N, dim) plane
     nd_ok = n_ok[:, None]
-    g = (pid_d * BLOCK_D) // dim_per_group
+    rev, c_loc, g, u_src, d_src, B_src, C_src = _direction(pid_d, d, dim, dim_per_group, u_ptr, u2_ptr, delta_ptr,
+                                                       delta2_ptr, B_ptr, B2_ptr, C_ptr, C2_ptr, BLOCK_D, BIDIR)
     A2 = _ld(At_ptr + nd, nd_ok, EVEN_N)
     Dv = tl.load(D_ptr + d) if HAS_D else 0.0
     bias = tl.load(bias_ptr + d) if HAS_BIAS else 0.0
@@ -107,24 +137,24 @@ def selective_scan_fwd_kernel(
     dsum = tl.zeros((BLOCK_D,), dtype=tl.float32)
     i0 = pid_s * seg_len
     i1 = tl.minimum(i0 + seg_len, L)
-    u_base = u_ptr + pid_b * s_ub + d * s_ud
-    d_base = delta_ptr + pid_b * s_db + d * s_dd
-    z_base = z_ptr + pid_b * s_zb + d * s_zd
+    u_base = u_src + pid_b * s_ub + c_loc * s_ud
+    d_base = d_src + pid_b * s_db + c_loc * s_dd
+    z_base = z_ptr + pid_b * s_zb + c_loc * s_zd
     o_base = out_ptr + pid_b * s_ob + d * s_od
-    B_base = B_ptr + pid_b * s_Bb + g * s_Bg + n * s_Bn
-    C_base = C_ptr + pid_b * s_Cb + g * s_Cg + n * s_Cn
+    B_base = B_src + pid_b * s_Bb + g * s_Bg + n * s_Bn
+    C_base = C_src + pid_b * s_Cb + g * s_Cg + n * s_Cn
     n_chunks = tl.cdiv(L, CHUNK)
-    nxt = _chunk_tokens(u_base, d_base, z_base, i0, i1, L, s_ul, s_dl, s_zl, T, HAS_Z, REVERSE)
+    nxt = _chunk_tokens(u_base, d_base, z_base, i0, i1, L, s_ul, s_dl, s_zl, rev, T, HAS_Z, REVERSE, BIDIR)
     for i in range(i0, i1, T):  # i0 and CHUNK are multiples of T
         us, ds, zs = nxt
-        nxt = _chunk_tokens(u_base, d_base, z_base, i + T, i1, L, s_ul, s_dl, s_zl, T, HAS_Z, REVERSE)
+        nxt = _chunk_tokens(u_base, d_base, z_base, i + T, i1, L, s_ul, s_dl, s_zl, rev, T, HAS_Z, REVERSE, BIDIR)
         if MODE == 0 and SAVE_STARTS:
             if i % CHUNK == 0:
                 _st(starts_ptr + (pid_b * n_chunks + i // CHUNK) * n_state * dim + nd, h, nd_ok, EVEN_N)
         for k in tl.static_range(T):
             ik = i + k
             valid = ik < i1
-            t = L - 1 - ik if REVERSE else ik
+            t = _step_pos(ik, L, rev, REVERSE, BIDIR)
             t = tl.where(valid, t, 0)  # past the end: a harmless in-bounds position, masked below
             u = us[k].to(tl.float32)
             dt = ds[k].to(tl.float32)

@@ -42,15 +42,21 @@ def _strides(t, n=3):
 
 
 class _TritonScan(torch.autograd.Function):
+    """One direction; or with u2/delta2/B2/C2 (BIDIR) Vision Mamba's two directions in one launch: the second
+    scanned right to left, A/D/delta_bias stacked (2 dim, ...), output stacked (batch, 2 dim, L), z shared."""
+
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus, reverse):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus, reverse, u2=None, delta2=None, B2=None, C2=None):
+        bidir = u2 is not None
         batch, dim, length = u.shape
         groups, nstate = B.shape[1], A.shape[1]
         dpg = dim // groups
+        dim = 2 * dim if bidir else dim  # channels the launch covers: [forward | backward] with BIDIR
         bd, bn, chunk, warps, seg_len, n_seg = launch_config(batch, dim, dpg, nstate, length)
         dev = u.device
         f32 = dict(dtype=torch.float32, device=dev)
-        out = _alloc.empty_like(u)  # u's layout: (batch, L, dim) storage stays token-major
+        # u's layout ((batch, L, dim) storage stays token-major); stacked directions are channel-major.
+        out = _alloc.empty(batch, dim, length, dtype=u.dtype, device=dev) if bidir else _alloc.empty_like(u)
         last = _alloc.empty(batch, dim, nstate, **f32)
         save = any(ctx.needs_input_grad)
         starts = _alloc.empty(batch, triton.cdiv(length, chunk), nstate, dim, **f32) if save else last
@@ -58,30 +64,34 @@ class _TritonScan(torch.autograd.Function):
         seg_sum = _alloc.empty(batch, n_seg, dim, **f32) if n_seg > 1 else last
         At = (A * LOG2E).t().contiguous()  # (N, dim): lays the state tile out one channel per thread
         opt = lambda t: t if t is not None else out
+        second = (u2, delta2, B2, C2) if bidir else (u, delta, B, C)
         args = (
-            u, delta, At, B, C, opt(D), opt(z), opt(delta_bias), out, last, starts, seg_end, seg_sum,
+            u, delta, At, B, C, opt(D), opt(z), opt(delta_bias), out, last, starts, seg_end, seg_sum, *second,
             length, dim, dpg, nstate, seg_len, n_seg,
             *u.stride(), *delta.stride(), *_strides(z), *out.stride(), *B.stride(), *C.stride(),
         )
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
             REVERSE=reverse, SAVE_STARTS=save, CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn, EVEN_N=bn == nstate, T=_T,
-            num_warps=warps,
+            BIDIR=bidir, num_warps=warps,
         )
         grid = (batch, dim // bd, n_seg)
         if n_seg > 1:
             selective_scan_fwd_kernel[grid](*args, MODE=1, **flags)
         selective_scan_fwd_kernel[grid](*args, MODE=0, **flags)
-        ctx.save_for_backward(u, delta, At, B, C, D, z, delta_bias, starts, seg_sum)
-        ctx.cfg = (softplus, reverse, bd, bn, chunk, warps, seg_len, n_seg)
+        ctx.save_for_backward(u, delta, At, B, C, D, z, delta_bias, starts, seg_sum, *(second if bidir else ()))
+        ctx.cfg = (softplus, reverse, bd, bn, chunk, warps, seg_len, n_seg, bidir)
         return out, last
 
     @staticmethod
     def backward(ctx, dout, dlast):
-        u, delta, At, B, C, D, z, delta_bias, starts, seg_sum = ctx.saved_tensors
-        softplus, reverse, bd, bn, chunk, warps, seg_len, n_seg = ctx.cfg
-        batch, dim, length = u.shape
+        softplus, reverse, bd, bn, chunk, warps, seg_len, n_seg, bidir = ctx.cfg
+        u, delta, At, B, C, D, z, delta_bias, starts, seg_sum, *second = ctx.saved_tensors
+        second = second or (u, delta, B, C)
+        batch, _, length = u.shape
+        dim = At.shape[1]
         groups, nstate = B.shape[1], At.shape[0]
+        dpg = u.shape[1] // groups
         dev = u.device
         f32 = dict(dtype=torch.float32, device=dev)
         n_blk = dim // bd
@@ -96,30 +106,36 @@ class _TritonScan(torch.autograd.Function):
         seg_w = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else dAt
         scratch = torch.empty(batch * n_blk * n_seg * chunk * bd * bn, **f32)
         dlast = dlast.float().contiguous() if dlast is not None else None
+        dout = dout.contiguous() if bidir else dout
         opt = lambda t: t if t is not None else du
         args = (
             u, delta, At, B, C, opt(D), opt(z), opt(delta_bias), dout, opt(dlast), starts, seg_w, seg_sum, scratch,
-            du, ddelta, dAt, dBp, dCp, opt(dD), opt(dz), opt(dbias),
-            length, dim, dim // groups, nstate, seg_len, n_seg,
+            du, ddelta, dAt, dBp, dCp, opt(dD), opt(dz), opt(dbias), *second,
+            length, dim, dpg, nstate, seg_len, n_seg,
             *u.stride(), *delta.stride(), *_strides(z), *dout.stride(), *B.stride(), *C.stride(),
         )
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
             REVERSE=reverse, HAS_DLAST=dlast is not None, CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn, EVEN_N=bn == nstate,
-            num_warps=warps,
+            BIDIR=bidir, num_warps=warps,
         )
         grid = (batch, n_blk, n_seg)
         if n_seg > 1:
             selective_scan_bwd_kernel[grid](*args, MODE=1, **flags)
         selective_scan_bwd_kernel[grid](*args, MODE=0, **flags)
-        # Per-block partial grads of B and C -> sum over the blocks of each group.
-        dB = dBp.view(batch, groups, n_blk // groups, length, nstate).sum(2).transpose(-1, -2)
-        dC = dCp.view(batch, groups, n_blk // groups, length, nstate).sum(2).transpose(-1, -2)
-        return (
-            du, ddelta, dAt.t(), dB.to(B.dtype), dC.to(C.dtype),
-            dD.to(D.dtype) if D is not None else None, dz,
-            dbias.to(delta_bias.dtype) if delta_bias is not None else None, None, None,
-        )
+        # Per-block partial grads of B and C -> sum over the blocks of each group (of each direction).
+        n_dir = 2 if bidir else 1
+        dB = dBp.view(batch, n_dir, groups, n_blk // (n_dir * groups), length, nstate).sum(3).transpose(-1, -2)
+        dC = dCp.view(batch, n_dir, groups, n_blk // (n_dir * groups), length, nstate).sum(3).transpose(-1, -2)
+        dD = dD.to(D.dtype) if D is not None else None
+        dbias = dbias.to(delta_bias.dtype) if delta_bias is not None else None
+        if not bidir:
+            return du, ddelta, dAt.t(), dB[:, 0].to(B.dtype), dC[:, 0].to(C.dtype), dD, dz, dbias, None, None
+        half = dim // 2
+        if dz is not None:
+            dz = dz[:, :half] + dz[:, half:]
+        return (du[:, :half], ddelta[:, :half], dAt.t(), dB[:, 0].to(B.dtype), dC[:, 0].to(C.dtype), dD, dz, dbias,
+                None, None, du[:, half:], ddelta[:, half:], dB[:, 1].to(B.dtype), dC[:, 1].to(C.dtype))
 
 
 def _n_contiguous(t):
@@ -144,4 +160,36 @@ def selective_scan_triton(
     f32 = lambda t: t.float().contiguous() if t is not None else None
     scan = SmallNScan if smalln else _TritonScan
     out, last = scan.apply(u, delta, f32(A), B, C, f32(D), z, f32(delta_bias), delta_softplus, reverse)
+    return (out, last) if return_last_state else out
+
+
+def bidirectional_selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                                        return_last_state=False):
+    """Same contract as :func:`visionssm.ops.selective_scan.bidirectional_selective_scan` (per-direction
+    tuples in, (batch, 2, dim, L) out): one launch for N > 4; N <= 4 runs the small-N kernel once per direction."""
+    if use_smalln(A[0].shape[1]):
+        outs = [selective_scan_triton(u[k], delta[k], A[k], B[k], C[k], D[k] if D is not None else None, z,
+                                      delta_bias[k] if delta_bias is not None else None, delta_softplus,
+                                      reverse=k == 1, return_last_state=True) for k in range(2)]
+        out, last = torch.stack([o[0] for o in outs], 1), torch.stack([o[1] for o in outs], 1)
+        return (out, last) if return_last_state else out
+    dim = u[0].shape[1]
+    (Bf, Cf), (Bb, Cb) = (tuple(_n_contiguous(t) for t in grouped_bc(B[k], C[k], dim)) for k in range(2))
+    if Bf.stride() != Bb.stride() or Cf.stride() != Cb.stride():  # one set of strides serves both directions
+        Bb, Cb = Bb.contiguous(), Cb.contiguous()
+        Bf, Cf = Bf.contiguous(), Cf.contiguous()
+    dtype = u[0].dtype
+    uf, ub = (t.to(dtype) for t in u)
+    df, db = (t.to(dtype) for t in delta)
+    if uf.stride() != ub.stride():
+        uf, ub = uf.contiguous(), ub.contiguous()
+    if df.stride() != db.stride():
+        df, db = df.contiguous(), db.contiguous()
+    if z is not None and z.dtype != dtype:
+        z = z.to(dtype)
+    cat = lambda pair: torch.cat([pair[0], pair[1]]).float().contiguous() if pair is not None else None
+    out, last = _TritonScan.apply(uf, df, cat(A), Bf, Cf, cat(D), z, cat(delta_bias), delta_softplus, False,
+                                  ub, db, Bb, Cb)
+    batch, _, length = uf.shape
+    out, last = out.view(batch, 2, dim, length), last.view(batch, 2, dim, -1)
     return (out, last) if return_last_state else out
