@@ -5,6 +5,8 @@ On CPU the kernels run in the Triton interpreter (slow): shapes stay tiny. ``gpu
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -69,6 +71,21 @@ def test_triton_segments(triton_device, monkeypatch):
     monkeypatch.setenv("VISIONSSM_SSD_CFG", "16,4,8,64")
     assert launch_config(1, 2, 150, 16)[3] == 3
     x = ssd_inputs(1, 150, 2, 3, 4, seed=32)
+    compare_triton(x, triton_device, chunk_size=16, dt_softplus=True, return_last_state=True)
+
+
+@pytest.mark.parametrize("length,with_state,cfg", [(600, True, "16,4,8,256"), (330, False, "16,4,8,256"),
+                                                   (600, True, "16,4,8,8,256")])
+def test_triton_many_segments(length, with_state, cfg, triton_device, monkeypatch):
+    # Up to 10 segments: the carries entering each come from one scan over the segments (segment_carry),
+    # forward (initial state folded in) and backward (last-state grad folded in); the last case cuts the
+    # backward into more segments than the forward.
+    monkeypatch.setenv("VISIONSSM_SSD_CFG", cfg)
+    n_chunks = math.ceil(length / 16)
+    fwd_seg = launch_config(1, 2, length, 16)[3]
+    bwd_seg = launch_config(1, 2, length, 16, backward=True)[3]
+    assert bwd_seg == math.ceil(n_chunks / 4) > 5 and (fwd_seg == bwd_seg) == (cfg.count(",") == 3)
+    x = ssd_inputs(1, length, 2, 3, 4, seed=34, with_state=with_state)
     compare_triton(x, triton_device, chunk_size=16, dt_softplus=True, return_last_state=True)
 
 

@@ -10,27 +10,36 @@ import triton
 from .. import _alloc
 from .triton_causal_bwd import ssd_causal_bwd_kernel
 from .triton_causal_fwd import ssd_causal_fwd_kernel
+from .triton_segment_carry import segment_carry
 
-_TARGET_PROGRAMS = 512  # (batch, head, segment) programs wanted to fill a large GPU
 
-
-def launch_config(batch: int, heads: int, length: int, chunk_size: int, headdim: int = 64, nstate: int = 64):
-    """(CHUNK, n_chunks, seg_chunks, n_seg, fwd_warps, bwd_warps).
+def launch_config(batch: int, heads: int, length: int, chunk_size: int, headdim: int = 64, nstate: int = 64,
+                  backward: bool = False):
+    """(CHUNK, n_chunks, seg_chunks, n_seg, fwd_warps, bwd_warps); ``backward=True``: the backward's segments.
 
     CHUNK: chunk_size rounded down to a power of two in [16, 32]. The fused kernels hold a chunk's (Q, Q) score
     tiles next to (Q, headdim) and (headdim, N) tiles; compiled for sm_90 at headdim = N = 64, the backward at
     Q = 64 spills ~1 KB per thread to local memory at any warp count, at Q = 32 about 0.1 KB (cuobjdump -res-usage).
     Larger states (headdim * N > 64 * 64) take Q = 16 and 8 forward warps (at headdim = N = 128 the backward's
     shared memory is then 176 KB instead of 192 KB, and spills halve).
-    ``VISIONSSM_SSD_CFG=chunk,fwd_warps,bwd_warps,target_programs`` overrides (for sweeps; chunk up to 64)."""
-    chunk, fwd_warps, bwd_warps, target = min(32, max(16, chunk_size)), 4, 8, _TARGET_PROGRAMS
+    Segments: rows (batch x heads) are cut into time segments until about ``target`` programs exist, 1024 for
+    the forward and 2048 for the backward with 4 backward warps. H100 sweep at (8, 6085, 12, 64, 64), when
+    the segments' carries were still folded in a loop in every program (benchmarks/results/
+    ssd_long_h100_run5.json, ms): forward 0.288 at 1024 programs vs 0.328 at 512; forward+backward 1.995
+    with 2048 programs and 4 backward warps vs 2.518 with 512 and 8. The carries now come from one scan over
+    the segments (triton_segment_carry.py), so more segments cost less than they did in that sweep.
+    ``VISIONSSM_SSD_CFG=chunk,fwd_warps,bwd_warps,target[,bwd_target]`` overrides (sweeps; chunk up to 64)."""
+    chunk, fwd_warps, bwd_warps, target, bwd_target = min(32, max(16, chunk_size)), 4, 4, 1024, 2048
     bp, bn = _blocks(headdim, nstate)
     if bp * bn > 64 * 64:
         chunk, fwd_warps = 16, 8
     if os.environ.get("VISIONSSM_SSD_CFG"):
-        chunk, fwd_warps, bwd_warps, target = (int(v) for v in os.environ["VISIONSSM_SSD_CFG"].split(","))
+        cfg = [int(v) for v in os.environ["VISIONSSM_SSD_CFG"].split(",")]
+        chunk, fwd_warps, bwd_warps, target = cfg[:4]
+        bwd_target = cfg[4] if len(cfg) > 4 else target
     chunk = 1 << (chunk.bit_length() - 1)
     n_chunks = triton.cdiv(length, chunk)
+    target = bwd_target if backward else target
     n_seg = max(1, min(triton.cdiv(target, batch * heads), triton.cdiv(n_chunks, 4)))
     seg_chunks = triton.cdiv(n_chunks, n_seg)
     n_seg = triton.cdiv(n_chunks, seg_chunks)
@@ -70,23 +79,27 @@ class _TritonSSDCausal(torch.autograd.Function):
         flags = dict(
             HAS_D=D is not None, D_PER_CHANNEL=D is not None and D.dim() == 2, HAS_Z=z is not None,
             HAS_BIAS=dt_bias is not None, SOFTPLUS=softplus, HAS_H0=h0 is not None, SAVE_STATES=save,
-            CHUNK=chunk, BLOCK_P=bp, BLOCK_N=bn, PRECISION=_precision(x.dtype), num_warps=fwd_warps,
+            CARRY=n_seg > 1, CHUNK=chunk, BLOCK_P=bp, BLOCK_N=bn, PRECISION=_precision(x.dtype), num_warps=fwd_warps,
         )
         grid = (batch * heads, n_seg)
         if n_seg > 1:
             ssd_causal_fwd_kernel[grid](*args, MODE=1, **flags)
+            segment_carry(seg_sum, seg_end, h0, reverse=False)
         ssd_causal_fwd_kernel[grid](*args, MODE=0, **flags)
         ctx.save_for_backward(x, dt, A, B, C, D, z, dt_bias, h0, states)
-        ctx.cfg = (softplus, chunk, n_chunks, seg_chunks, n_seg, bwd_warps, bp, bn)
+        ctx.cfg = (softplus, chunk_size, bwd_warps, bp, bn)
         ctx.set_materialize_grads(False)  # an unused last state then costs no zero-filled gradient
         return y, last
 
     @staticmethod
     def backward(ctx, dout, dlast):
         x, dt, A, B, C, D, z, dt_bias, h0, states = ctx.saved_tensors
-        softplus, chunk, n_chunks, seg_chunks, n_seg, warps, bp, bn = ctx.cfg
+        softplus, chunk_size, warps, bp, bn = ctx.cfg
         batch, length, heads, headdim = x.shape
         groups, nstate = B.shape[2], B.shape[3]
+        # The backward's own time segments (the forward saved the state entering every chunk, whatever its own).
+        chunk, n_chunks, seg_chunks, n_seg, _, _ = launch_config(batch, heads, length, chunk_size, headdim, nstate,
+                                                                 backward=True)
         dev = x.device
         f32 = dict(dtype=torch.float32, device=dev)
         dx = _alloc.empty(batch, length, heads, headdim, dtype=x.dtype, device=dev)
@@ -117,11 +130,12 @@ class _TritonSSDCausal(torch.autograd.Function):
         flags = dict(
             HAS_D=D is not None, D_PER_CHANNEL=D is not None and D.dim() == 2, HAS_Z=z is not None,
             HAS_BIAS=dt_bias is not None, SOFTPLUS=softplus, HAS_H0=h0 is not None, HAS_DLAST=dlast is not None,
-            CHUNK=chunk, BLOCK_P=bp, BLOCK_N=bn, PRECISION=_precision(x.dtype), num_warps=warps,
+            CARRY=n_seg > 1, CHUNK=chunk, BLOCK_P=bp, BLOCK_N=bn, PRECISION=_precision(x.dtype), num_warps=warps,
         )
         grid = (batch * heads, n_seg)
         if n_seg > 1:
             ssd_causal_bwd_kernel[grid](*args, MODE=1, **flags)
+            segment_carry(seg_sum, seg_dend, dlast, reverse=True)
         ssd_causal_bwd_kernel[grid](*args, MODE=0, **flags)
         return (
             dx, ddt, dA.to(A.dtype), dBg.to(B.dtype), dCg.to(C.dtype),

@@ -34,7 +34,7 @@ def ssd_causal_bwd_kernel(
     s_ob, s_ol, s_oh, s_op,
     MODE: tl.constexpr, HAS_D: tl.constexpr, D_PER_CHANNEL: tl.constexpr, HAS_Z: tl.constexpr,
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr, HAS_DLAST: tl.constexpr,
-    CHUNK: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
+    CARRY: tl.constexpr, CHUNK: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
 ):
     # dx, dz (batch, L, heads, P) and ddt (batch, L, heads) contiguous; dB, dC: (batch, L, groups, N) float32,
     # zero-filled when several heads share a group;
@@ -63,13 +63,10 @@ def ssd_causal_bwd_kernel(
             Dv = tl.load(D_ptr + h)
     dS = tl.zeros((BLOCK_P, BLOCK_N), dtype=tl.float32)
     if MODE == 0:
-        if HAS_DLAST:
+        if CARRY:  # the adjoint entering this segment from the right, dlast and later segments folded in
+            dS = tl.load(seg_dend_ptr + (pid_bh * n_seg + pid_s) * PN + pn, mask=pn_ok, other=0.0)
+        elif HAS_DLAST:
             dS = tl.load(dlast_ptr + pid_bh * PN + pn, mask=pn_ok, other=0.0)
-        for jj in range(pid_s + 1, n_seg):
-            j = n_seg - 1 - (jj - pid_s - 1)  # later segments, right to left
-            s = tl.load(seg_sum_ptr + pid_bh * n_seg + j)
-            e = tl.load(seg_dend_ptr + (pid_bh * n_seg + j) * PN + pn, mask=pn_ok, other=0.0)
-            dS = tl.exp(s) * dS + e
     zero = tl.sum(tl.zeros((CHUNK,), dtype=tl.float32), 0)
     total = zero
     dA_acc = zero
