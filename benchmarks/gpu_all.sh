@@ -59,6 +59,11 @@ for part in "$@"; do
     bidir) run bidir 200 python3 benchmarks/bench_bidir.py ;;
     bidirtests) run bidirtests 200 python3 -m pytest -m gpu -q -p no:cacheprovider tests/ops/test_bidirectional_scan.py \
       tests/ops/test_selective_scan_triton.py tests/layers/test_bimamba.py tests/models/test_vim.py ;;
+    regsweep) run regsweep 200 python3 benchmarks/sweep_scan.py "" "MAXNREG=168" "MAXNREG=128" \
+      "MAXNREG=128;PROGRAMS=2048" ;;
+    ssdnew) run ssdnew 200 python3 benchmarks/bench_ssd.py --no-noncausal --no-fla --sweep --budget 170 \
+      --configs 32,4,4,1024,2048 32,4,4,2048,4096 32,4,8,1024,2048 32,4,4,512,512 \
+      --out benchmarks/results/ssd_h100_carry.json ;;
     compile) run compile 170 python3 benchmarks/probe_compile.py ;;
     *) echo "unknown part $part" ;;
   esac

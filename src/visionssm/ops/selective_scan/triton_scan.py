@@ -37,6 +37,14 @@ def launch_config(batch: int, dim: int, dim_per_group: int, nstate: int, length:
     return bd, bn, chunk, warps, seg_len, n_seg
 
 
+def register_cap() -> dict:
+    """``VISIONSSM_SCAN_MAXNREG=n``: cap registers per thread (for sweeps). The fwd/bwd kernels take 255 at
+    N = 16 (8 one-warp programs per SM); a cap of 128 doubles that at the price of ~0.5 KB per thread of
+    spills to L1 (cuobjdump -res-usage, sm_90). Unset: no cap."""
+    cap = os.environ.get("VISIONSSM_SCAN_MAXNREG")
+    return {"maxnreg": int(cap)} if cap else {}
+
+
 def _strides(t, n=3):
     return t.stride() if t is not None else (0,) * n
 
@@ -73,7 +81,7 @@ class _TritonScan(torch.autograd.Function):
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
             REVERSE=reverse, SAVE_STARTS=save, CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn, EVEN_N=bn == nstate, T=_T,
-            BIDIR=bidir, num_warps=warps,
+            BIDIR=bidir, num_warps=warps, **register_cap(),
         )
         grid = (batch, dim // bd, n_seg)
         if n_seg > 1:
@@ -117,7 +125,7 @@ class _TritonScan(torch.autograd.Function):
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
             REVERSE=reverse, HAS_DLAST=dlast is not None, CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn, EVEN_N=bn == nstate,
-            BIDIR=bidir, num_warps=warps,
+            BIDIR=bidir, num_warps=warps, **register_cap(),
         )
         grid = (batch, n_blk, n_seg)
         if n_seg > 1:
