@@ -62,6 +62,16 @@ def test_triton_fp32_matches_reference(shape, groups, reverse, triton_device):
     _check(shape, groups, reverse, True, triton_device)
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_triton_many_segments(reverse, triton_device):
+    # One row of 4 channels over 600 tokens: 10 time segments, whose entering states (and the backward's
+    # entering adjoints, the last state's grad included) come from one scan over the segments.
+    from visionssm.ops.selective_scan.triton_scan import launch_config
+
+    assert launch_config(1, 4, 4, 16, 600)[5] == 10
+    _check((1, 4, 600, 16), 1, reverse, True, triton_device)
+
+
 def test_triton_without_gate_and_skip(triton_device):
     _check((2, 4, 29, 8), 1, False, False, triton_device, use_z=False)
 

@@ -9,7 +9,8 @@ written per channel block (summed over blocks afterwards, no atomics); those of 
 summed over the batch with atomics.
 
 With segments (long sequences), MODE=1 first computes each segment's outgoing adjoint from a zero carry;
-MODE=0 folds the later segments' carries in (through exp(A * sum delta) of each) before its own walk.
+ops/_segment_carry.py composes them (through exp(A * sum delta) of each) into the carry entering every
+segment, which MODE=0 (CARRY) starts its walk from.
 BIDIR: both directions in one launch, as in triton_fwd.py; grads come out stacked over [forward | backward].
 """
 
@@ -38,7 +39,7 @@ def selective_scan_bwd_kernel(
     s_Cb, s_Cg, s_Cn, s_Cl,
     MODE: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr, HAS_DLAST: tl.constexpr, CHUNK: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr, BIDIR: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr, BIDIR: tl.constexpr, CARRY: tl.constexpr,
 ):
     # Tiles are (N, BLOCK_D): one channel per thread, its N states in registers (see triton_fwd.py).
     # du, ddelta, dz: contiguous (batch, dim, L); dBp, dCp: (batch, dim // BLOCK_D, L, N) float32;
@@ -62,14 +63,11 @@ def selective_scan_bwd_kernel(
     bias = tl.load(bias_ptr + d) if HAS_BIAS else 0.0
     row = pid_b * dim + d
     w = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)  # carry: decay_{t+1} * adj_{t+1}
-    if HAS_DLAST and MODE == 0:  # MODE=1 carries start from zero; the last state's grad is folded in here
-        w = _ld(dlast_ptr + row[None, :] * n_state + n[:, None], nd_ok, EVEN_N)
     if MODE == 0:
-        for jj in range(0, n_seg - 1 - pid_s):  # fold in the later segments, last first
-            j = n_seg - 1 - jj
-            s = tl.load(seg_sum_ptr + (pid_b * n_seg + j) * dim + d)
-            e = _ld(seg_w_ptr + (pid_b * n_seg + j) * n_state * dim + nd, nd_ok, EVEN_N)
-            w = tl.exp2(s[None, :] * A2) * w + e
+        if CARRY:  # the carry entering from the right: dlast and the later segments folded in (_segment_carry)
+            w = _ld(seg_w_ptr + (pid_b * n_seg + pid_s) * n_state * dim + nd, nd_ok, EVEN_N)
+        elif HAS_DLAST:  # MODE=1 carries start from zero; the last state's grad comes in here
+            w = _ld(dlast_ptr + row[None, :] * n_state + n[:, None], nd_ok, EVEN_N)
     i0 = pid_s * seg_len
     i1 = tl.minimum(i0 + seg_len, L)
     u_base = u_src + pid_b * s_ub + c_loc * s_ud

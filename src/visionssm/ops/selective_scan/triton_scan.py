@@ -8,6 +8,7 @@ import torch
 import triton
 
 from .. import _alloc
+from .._segment_carry import segment_carry
 from .reference import grouped_bc
 from .triton_bwd import selective_scan_bwd_kernel
 from .triton_fwd import selective_scan_fwd_kernel
@@ -81,11 +82,12 @@ class _TritonScan(torch.autograd.Function):
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
             REVERSE=reverse, SAVE_STARTS=save, CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn, EVEN_N=bn == nstate, T=_T,
-            BIDIR=bidir, num_warps=warps, **register_cap(),
+            BIDIR=bidir, CARRY=n_seg > 1, num_warps=warps, **register_cap(),
         )
         grid = (batch, dim // bd, n_seg)
         if n_seg > 1:
             selective_scan_fwd_kernel[grid](*args, MODE=1, **flags)
+            segment_carry(seg_sum, seg_end, None, reverse=False, coef=At)
         selective_scan_fwd_kernel[grid](*args, MODE=0, **flags)
         ctx.save_for_backward(u, delta, At, B, C, D, z, delta_bias, starts, seg_sum, *(second if bidir else ()))
         ctx.cfg = (softplus, reverse, bd, bn, chunk, warps, seg_len, n_seg, bidir)
@@ -125,11 +127,12 @@ class _TritonScan(torch.autograd.Function):
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
             REVERSE=reverse, HAS_DLAST=dlast is not None, CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn, EVEN_N=bn == nstate,
-            BIDIR=bidir, num_warps=warps, **register_cap(),
+            BIDIR=bidir, CARRY=n_seg > 1, num_warps=warps, **register_cap(),
         )
         grid = (batch, n_blk, n_seg)
         if n_seg > 1:
             selective_scan_bwd_kernel[grid](*args, MODE=1, **flags)
+            segment_carry(seg_sum, seg_w, dlast, reverse=True, coef=At, init_transposed=True)
         selective_scan_bwd_kernel[grid](*args, MODE=0, **flags)
         # Per-block partial grads of B and C -> sum over the blocks of each group (of each direction).
         n_dir = 2 if bidir else 1

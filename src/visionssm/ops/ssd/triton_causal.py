@@ -8,9 +8,9 @@ import torch
 import triton
 
 from .. import _alloc
+from .._segment_carry import segment_carry
 from .triton_causal_bwd import ssd_causal_bwd_kernel
 from .triton_causal_fwd import ssd_causal_fwd_kernel
-from .triton_segment_carry import segment_carry
 
 
 def launch_config(batch: int, heads: int, length: int, chunk_size: int, headdim: int = 64, nstate: int = 64,
@@ -27,7 +27,7 @@ def launch_config(batch: int, heads: int, length: int, chunk_size: int, headdim:
     the segments' carries were still folded in a loop in every program (benchmarks/results/
     ssd_long_h100_run5.json, ms): forward 0.288 at 1024 programs vs 0.328 at 512; forward+backward 1.995
     with 2048 programs and 4 backward warps vs 2.518 with 512 and 8. The carries now come from one scan over
-    the segments (triton_segment_carry.py), so more segments cost less than they did in that sweep.
+    the segments (ops/_segment_carry.py), so more segments cost less than they did in that sweep.
     ``VISIONSSM_SSD_CFG=chunk,fwd_warps,bwd_warps,target[,bwd_target]`` overrides (sweeps; chunk up to 64)."""
     chunk, fwd_warps, bwd_warps, target, bwd_target = min(32, max(16, chunk_size)), 4, 4, 1024, 2048
     bp, bn = _blocks(headdim, nstate)

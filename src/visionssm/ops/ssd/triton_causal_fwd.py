@@ -8,7 +8,7 @@ exp(total decay) and the chunk's own (x dt decay-to-end)^T B. Five tensor-core d
 goes through memory.
 
 Long sequences with few (batch, head) rows are cut into ``n_seg`` segments of whole chunks. Then the kernel runs
-twice: MODE=1 gives each segment's end state from a zero start and its total log-decay; triton_segment_carry.py
+twice: MODE=1 gives each segment's end state from a zero start and its total log-decay; ops/_segment_carry.py
 turns those into the state entering every segment (h0 included); MODE=0 (CARRY) starts from it, then writes
 outputs (and, for the backward pass, the state entering every chunk).
 """
