@@ -1,4 +1,5 @@
-"""The selective-scan family's Triton kernels compile for sm_90 (H100) on a machine without a GPU.
+"""The selective-scan family's Triton kernels (and LayerNorm, depthwise conv) compile for sm_90 (H100) on a
+machine without a GPU.
 
 The interpreter runs the kernels' semantics but not the compiler: a non-constexpr global, a layout or dtype
 error shows only when compiling (a module-level float used inside a kernel once passed every interpreter
@@ -23,6 +24,7 @@ SCRIPT = textwrap.dedent(
     from triton.compiler import ASTSource
 
     from visionssm.ops._segment_carry import segment_carry_kernel
+    from visionssm.ops.dwconv2d.triton_dwconv import dwconv2d_fwd_kernel
     from visionssm.ops.layer_norm.triton_ln import _ln_fwd_kernel
     from visionssm.ops.scan_routes.triton_routed_bwd import routed_scan_bwd_kernel
     from visionssm.ops.scan_routes.triton_routed_fwd import routed_scan_fwd_kernel
@@ -70,6 +72,7 @@ SCRIPT = textwrap.dedent(
         build(segment_carry_kernel, dict(HAS_COEF=coef, HAS_INIT=True, INIT_T=init_t, REVERSE=reverse,
                                          BLOCK_S=32, BLOCK=128), 4)
     build(_ln_fwd_kernel, dict(HAS_W=True, HAS_B=True, BLOCK_R=16, BLOCK_C=128), 4)
+    build(dwconv2d_fwd_kernel, dict(K=3, HAS_B=True, SILU=True, BLOCK_W=32, BLOCK_C=64), 4)
     print("compiled")
     """
 )

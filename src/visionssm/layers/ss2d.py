@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..ops.dwconv2d import depthwise_conv2d
 from ..ops.scan_routes import atrous_routes, cross_routes, multiscale_routes, routed_selective_scan
 from ..ops.scan_routes.cross_fused import fused_cross_scan
 from ..ops.selective_scan import resolve_backend
@@ -171,9 +172,7 @@ class SS2D(RoutedSSM):
         dtype = x.dtype  # the compute dtype (bf16 under autocast)
         if self.gate:
             x, z = x.chunk(2, dim=1)
-        if self.conv2d is not None:
-            x = self.conv2d(x)
-        x = self.act(x)
+        x = self._conv_act(x)
         H, W = x.shape[-2:]
         if self.routes == "atrous" and (H % 2 or W % 2):
             x = F.pad(x, (0, W % 2, 0, H % 2))
@@ -187,6 +186,16 @@ class SS2D(RoutedSSM):
         if self.gate:
             y = y * self.act(z)
         return self.out_proj(y)
+
+    def _conv_act(self, x: torch.Tensor) -> torch.Tensor:
+        """[depthwise conv ->] SiLU. Opt-in (``VISIONSSM_DWCONV=triton``): on the Triton path one kernel with the
+        SiLU fused, reading the channels_last map in place (ops/dwconv2d); off until an H100 run shows it faster
+        than cuDNN's depthwise conv on channels_last maps."""
+        if self.conv2d is None:
+            return self.act(x)
+        if os.environ.get("VISIONSSM_DWCONV") == "triton" and resolve_backend(self.backend, x.device) == "triton":
+            return depthwise_conv2d(x, self.conv2d.weight, self.conv2d.bias, activation="silu", backend="triton")
+        return self.act(self.conv2d(x))
 
     def _use_fused(self, x: torch.Tensor) -> bool:
         """Opt-in (``VISIONSSM_CROSS_FUSED=1``): at inference on the Triton path, VMamba v2's cross scan (N <= 4)
