@@ -233,3 +233,27 @@ def test_triton_depthwise_conv_option_matches(conv_bias, triton_device, monkeypa
     torch.testing.assert_close(y_t, y, rtol=1e-4, atol=1e-5)
     for a, b in zip(grads_t, grads):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_triton_mlp_option_matches(triton_device, monkeypatch):
+    """VISIONSSM_MLP=triton runs a VSS block's fc1 + GELU as one Triton kernel on channels_last maps; the block's
+    output and grads match the default path."""
+    from visionssm.layers.vss_block import VSSBlock
+
+    torch.manual_seed(6)
+    blk = VSSBlock(16, **V2, backend="triton").to(triton_device)
+    x = torch.randn(2, 16, 4, 5, device=triton_device).contiguous(memory_format=torch.channels_last).requires_grad_()
+    y = blk(x)
+    grads = torch.autograd.grad(y.square().sum(), [x, blk.mlp.fc1.weight, blk.mlp.fc1.bias])
+    monkeypatch.setenv("VISIONSSM_MLP", "triton")
+    import visionssm.layers.vss_block as vb
+
+    calls = []
+    real = vb.linear_gelu
+    monkeypatch.setattr(vb, "linear_gelu", lambda *a, **k: calls.append(1) or real(*a, **k))
+    y_t = blk(x)
+    grads_t = torch.autograd.grad(y_t.square().sum(), [x, blk.mlp.fc1.weight, blk.mlp.fc1.bias])
+    assert calls == [1]
+    torch.testing.assert_close(y_t, y, rtol=1e-4, atol=1e-5)
+    for a, b in zip(grads_t, grads):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)

@@ -1,4 +1,4 @@
-"""The selective-scan family's Triton kernels (and LayerNorm, depthwise conv) compile for sm_90 (H100) on a
+"""The selective-scan family's Triton kernels (and LayerNorm, depthwise conv, Linear+GELU) compile for sm_90 (H100) on a
 machine without a GPU.
 
 The interpreter runs the kernels' semantics but not the compiler: a non-constexpr global, a layout or dtype
@@ -26,6 +26,7 @@ SCRIPT = textwrap.dedent(
     from visionssm.ops._segment_carry import segment_carry_kernel
     from visionssm.ops.dwconv2d.triton_dwconv import dwconv2d_fwd_kernel
     from visionssm.ops.layer_norm.triton_ln import _ln_fwd_kernel
+    from visionssm.ops.linear_gelu.triton_linear_gelu import linear_gelu_kernel
     from visionssm.ops.scan_routes.triton_routed_bwd import routed_scan_bwd_kernel
     from visionssm.ops.scan_routes.triton_routed_fwd import routed_scan_fwd_kernel
     from visionssm.ops.scan_routes.triton_routed_smalln_bwd import routed_smalln_bwd_kernel
@@ -73,6 +74,8 @@ SCRIPT = textwrap.dedent(
                                          BLOCK_S=32, BLOCK=128), 4)
     build(_ln_fwd_kernel, dict(HAS_W=True, HAS_B=True, BLOCK_R=16, BLOCK_C=128), 4)
     build(dwconv2d_fwd_kernel, dict(K=3, HAS_B=True, SILU=True, BLOCK_W=32, BLOCK_C=64), 4)
+    build(linear_gelu_kernel, dict(HAS_B=True, PRECISION="tf32", UPCAST=False, BLOCK_M=128, BLOCK_N=128, BLOCK_K=32),
+          8, {"x_ptr", "w_ptr", "y_ptr"}, num_stages=3)
     print("compiled")
     """
 )
