@@ -57,12 +57,15 @@ def _compare(batch, dim, length, nstate, groups, reverse, last_state, *, use_z=T
         out, g = run_with_grads(
             lambda **a: selective_scan_chunked(**a, chunk_size=chunk, **kw), x, lambda t: t.float()
         )
-    for o, r in zip(out, ref_out):
+    # float32 rounding, bounded by the float32 reference's on the same draw (ill-conditioned draws exist: a fixed
+    # 1e-5 failed at 1.13e-5 on a gradient in a 120-example hypothesis run)
+    out32, g32 = run_with_grads(lambda **a: selective_scan(**a, backend="reference", **kw), x, lambda t: t.float())
+    for o, o32, r in zip(out, out32, ref_out):
         assert o.dtype == torch.float32
-        assert rel_err(o, r) <= 1e-5
+        assert rel_err(o, r) <= max(1e-5, 20 * rel_err(o32, r))
     for name, r in ref_g.items():
         assert g[name].dtype == torch.float32, name
-        assert rel_err(g[name], r) <= 1e-5, name
+        assert rel_err(g[name], r) <= max(1e-5, 20 * rel_err(g32[name], r)), name
 
 
 @settings(max_examples=25, deadline=None)
