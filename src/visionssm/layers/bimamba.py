@@ -126,9 +126,8 @@ class BiMamba(nn.Module):
             delta_bias=(_fp32(self.dt_proj.bias), _fp32(self.dt_proj_b.bias)), delta_softplus=True,
             backend=self.backend,
         )
-        y = ys.sum(1)  # (batch, E, L): y_f + y_b
-        if self.divide_out:  # official: if_divide_out=True for every released model
-            y = y * 0.5
+        # (batch, E, L): y_f + y_b, halved in the same pass (official: if_divide_out=True for every released model)
+        y = ys.mean(1) if self.divide_out else ys.sum(1)
         return self.out_proj(y.transpose(1, 2))
 
     def extra_repr(self) -> str:
