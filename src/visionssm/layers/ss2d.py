@@ -203,6 +203,10 @@ class SS2D(RoutedSSM):
         default until an H100 run shows it faster (benchmarks/bench_cross_fused.py)."""
         if self.routes != "cross" or self.d_state > 4 or self.force_fp32:
             return False
+        # The kernel forms delta with R loads + FMAs per element; at large R (VMamba-T stages 3-4: 24, 48) the
+        # einsum on tensor cores plus one delta load may win, so those keep the routed path unless raised.
+        if self.dt_rank > int(os.environ.get("VISIONSSM_CROSS_FUSED_MAX_RANK", 16)):
+            return False
         if os.environ.get("VISIONSSM_CROSS_FUSED", "0") != "1" or resolve_backend(self.backend, x.device) != "triton":
             return False
         return not (torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self._ssm_params())))
