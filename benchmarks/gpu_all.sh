@@ -64,9 +64,10 @@ for part in "$@"; do
     ssdnew) run ssdnew 200 python3 benchmarks/bench_ssd.py --no-noncausal --no-fla --sweep --budget 170 \
       --configs 32,4,4,1024,2048 32,4,4,2048,4096 32,4,8,1024,2048 32,4,4,512,512 \
       --out benchmarks/results/ssd_h100_carry.json ;;
-    vmvariants) run vmvariants 480 bash -c 'for v in "" VISIONSSM_CROSS_FUSED=1 VISIONSSM_DWCONV=triton \
-      VISIONSSM_MLP=triton "VISIONSSM_CROSS_FUSED=1 VISIONSSM_DWCONV=triton VISIONSSM_MLP=triton"; do echo "--- variant: ${v:-defaults}"; env $v python3 \
-      benchmarks/bench_vmamba.py --models vmamba_tiny_s1l8 --no-baseline --time-budget 60 \
+    vmvariants) run vmvariants 570 bash -c 'for v in "" VISIONSSM_CROSS_FUSED=1 \
+      "VISIONSSM_CROSS_FUSED=1 VISIONSSM_CROSS_FUSED_MAX_RANK=64" VISIONSSM_DWCONV=triton VISIONSSM_MLP=triton \
+      "VISIONSSM_CROSS_FUSED=1 VISIONSSM_DWCONV=triton VISIONSSM_MLP=triton"; do echo "--- variant: ${v:-defaults}"; \
+      env $v python3 benchmarks/bench_vmamba.py --models vmamba_tiny_s1l8 --no-baseline --time-budget 60 \
       --out "benchmarks/results/vmamba_variant_$(echo ${v:-defaults} | tr " =" "__").json"; done' ;;
     compile) run compile 170 python3 benchmarks/probe_compile.py ;;
     *) echo "unknown part $part" ;;
