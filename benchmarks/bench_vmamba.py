@@ -112,7 +112,8 @@ def time_model_graph(model, x, dtype, warmup: int, reps: int) -> tuple[float | N
 
     Eager timing includes the host's launch work wherever it outruns the GPU's; a graph replays the same
     kernels without it, so comparing both models graphed compares GPU work alone (equal terms)."""
-    amp = torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32)
+    # No autocast cast cache: cached weight casts made outside the capture would be referenced by the graph.
+    amp = torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32, cache_enabled=False)
     try:
         with torch.inference_mode(), amp:
             side = torch.cuda.Stream()
