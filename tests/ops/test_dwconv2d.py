@@ -24,11 +24,16 @@ def _check(B, C, H, W, k, device, *, bias=True, act="silu", fmt=torch.channels_l
                       else t.to(device=device, dtype=torch.float32))
     with _alloc.poisoned_outputs():
         out, g_ = run_with_grads(lambda **a: depthwise_conv2d(**a, activation=act, backend="triton"), x, cast)
+    # The same torch computation in the kernel's dtype bounds the rounding a draw allows (sums over the batch and
+    # map, as in the weight and bias grads, can cancel).
+    out32, g32 = run_with_grads(lambda **a: depthwise_conv2d(**a, activation=act, backend="torch"), x,
+                                lambda t: t.to(dtype if is_map(t) else torch.float32))
+    bound = lambda a, b: max(tol, 20 * rel_err(a.cpu(), b))
     assert out[0].dtype == dtype
     assert out[0].is_contiguous(memory_format=fmt)
-    assert rel_err(out[0].cpu(), ref_out[0]) <= tol, rel_err(out[0].cpu(), ref_out[0])
+    assert rel_err(out[0].cpu(), ref_out[0]) <= bound(out32[0], ref_out[0])
     for name, r in ref_g.items():
-        assert rel_err(g_[name].cpu(), r) <= max(tol, 1e-5), (name, rel_err(g_[name].cpu(), r))
+        assert rel_err(g_[name].cpu(), r) <= bound(g32[name], r), (name, rel_err(g_[name].cpu(), r))
 
 
 @pytest.mark.parametrize("H,W,C", [(5, 7, 4), (1, 9, 3), (8, 1, 2), (6, 6, 70)])

@@ -23,10 +23,13 @@ def _check(lead, K, N, device, *, bias=True, dtype=torch.float32, tol=1e-5, cfg=
     cast = lambda t: t.to(device=device, dtype=dtype if t.shape[-1] == K and t.dim() > 2 else torch.float32)
     with _alloc.poisoned_outputs():
         out, g_ = run_with_grads(lambda **a: linear_gelu(**a, backend="triton"), x, cast)
+    # torch's float32 (or 16-bit) run of the same draw bounds the rounding it allows (bias grads are sums)
+    out32, g32 = run_with_grads(lambda **a: linear_gelu(**a, backend="torch"), x, lambda t: cast(t).cpu())
+    bound = lambda a, b: max(tol, 20 * rel_err(a, b))
     assert out[0].dtype == dtype and out[0].shape == (*lead, N)
-    assert rel_err(out[0].cpu(), ref_out[0]) <= tol, rel_err(out[0].cpu(), ref_out[0])
+    assert rel_err(out[0].cpu(), ref_out[0]) <= bound(out32[0], ref_out[0])
     for name, r in ref_g.items():
-        assert rel_err(g_[name].cpu(), r) <= tol, (name, rel_err(g_[name].cpu(), r))
+        assert rel_err(g_[name].cpu(), r) <= bound(g32[name], r), (name, rel_err(g_[name].cpu(), r))
 
 
 @pytest.mark.parametrize("lead,K,N", [((2, 3, 5), 8, 32), ((1, 1, 7), 24, 40), ((3, 50), 16, 16)])
