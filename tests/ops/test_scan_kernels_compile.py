@@ -9,13 +9,9 @@ tests/conftest.py puts Triton in interpreter mode for this process. Companion: t
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
-import pytest
+from .compile_cases import run_compile_script
 
 SCRIPT = textwrap.dedent(
     """
@@ -82,12 +78,4 @@ SCRIPT = textwrap.dedent(
 
 
 def test_scan_kernels_compile_for_sm90():
-    pytest.importorskip("triton.backends.nvidia")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[2] / "src"), env.get("PYTHONPATH", "")])
-    env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-    run = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600)
-    if run.returncode != 0 and "ptxas" in run.stderr and "not found" in run.stderr.lower():
-        pytest.skip("no ptxas in this Triton install")
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert "compiled" in run.stdout
+    run_compile_script(SCRIPT, timeout=600)

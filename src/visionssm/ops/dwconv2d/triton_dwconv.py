@@ -2,18 +2,19 @@
 
 A program owns one map row, BLOCK_W columns and BLOCK_C channels: k*k shifted (BLOCK_W, BLOCK_C) loads
 (channel-contiguous on channels_last maps; neighbouring rows come from cache), float32 accumulation, bias,
-SiLU, one store in x's dtype. Padding is the load mask. The backward recomputes the convolution with torch
-and differentiates it (the kernel is for the forward pass, inference above all).
+SiLU, one store in x's dtype. Padding is the load mask. The backward reruns the reference in torch and
+differentiates it (the kernel is for the forward pass, inference above all).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 import triton
 import triton.language as tl
 
 from .. import _alloc
+from .._recompute import recompute_grads
+from .reference import depthwise_conv2d_reference
 
 
 @triton.jit
@@ -73,17 +74,10 @@ class _DepthwiseConv2d(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         x, weight, bias = ctx.saved_tensors
-        with torch.enable_grad():
-            leaves = [t.detach().requires_grad_(need) if t is not None else None
-                      for t, need in zip((x, weight, bias), ctx.needs_input_grad)]
-            xl, wl, bl = leaves
-            y = F.conv2d(xl, wl.to(xl.dtype), bl.to(xl.dtype) if bl is not None else None,
-                         padding=weight.shape[-1] // 2, groups=x.shape[1])
-            if ctx.silu:
-                y = F.silu(y)
-            wanted = [t for t in leaves if t is not None and t.requires_grad]
-            grads = iter(torch.autograd.grad(y, wanted, dy)) if wanted else iter(())
-        return (*(next(grads) if t is not None and t.requires_grad else None for t in leaves), None)
+        act = "silu" if ctx.silu else None
+        grads = recompute_grads(lambda *t: depthwise_conv2d_reference(*t, act), (x, weight, bias),
+                                ctx.needs_input_grad[:3], dy)
+        return (*grads, None)
 
 
 def depthwise_conv2d_triton(x, weight, bias=None, activation=None):

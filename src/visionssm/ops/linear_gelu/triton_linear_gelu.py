@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 
 import torch
-import torch.nn.functional as F
 import triton
 import triton.language as tl
 
 from .. import _alloc
+from .._recompute import recompute_grads
+from . import linear_gelu_reference
 
 
 @triton.jit
@@ -71,14 +72,7 @@ class _LinearGelu(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         x2, weight, bias = ctx.saved_tensors
-        with torch.enable_grad():
-            leaves = [t.detach().requires_grad_(need) if t is not None else None
-                      for t, need in zip((x2, weight, bias), ctx.needs_input_grad)]
-            xl, wl, bl = leaves
-            y = F.gelu(F.linear(xl, wl.to(xl.dtype), bl.to(xl.dtype) if bl is not None else None))
-            wanted = [t for t in leaves if t is not None and t.requires_grad]
-            grads = iter(torch.autograd.grad(y, wanted, dy)) if wanted else iter(())
-        return tuple(next(grads) if t is not None and t.requires_grad else None for t in leaves)
+        return recompute_grads(linear_gelu_reference, (x2, weight, bias), ctx.needs_input_grad, dy)
 
 
 def linear_gelu_triton(x, weight, bias=None):

@@ -1,11 +1,12 @@
 """Triton path of fused_cross_scan: the routed small-N forward kernel with the dt projection folded in.
 
 A first design (three passes over row-band tiles, all four routes per program, no atomics) measured
-3.5-12x slower than the routed kernel on an H100 (VMamba-T stages, batch 128: 7.19 vs 2.08 ms at stage 1,
-3.69 vs 0.54 ms at stage 4; 128-255 registers per thread at 8 warps, so 1-2 programs per SM, and a
-dynamic rank loop of dependent loads). This one keeps the routed kernel's tiling (16 channels x 32 route
-steps, 2 warps, route sum by float32 atomics) and only replaces its delta load by the unrolled rank-R
-product, so the (batch, 4C, L) delta tensor and the einsum that wrote it are gone.
+3.5-7x slower than the routed path on an H100 (VMamba-T stages, batch 128, one run: 7.19 vs 2.08 ms at
+stage 1, 3.72 vs 0.54 ms at stage 4; benchmarks/results/cross_fused_h100_tiled_v1.json; 128-255
+registers per thread at 8 warps, so 1-2 programs per SM, and a dynamic rank loop of dependent loads).
+This one keeps the routed kernel's tiling (16 channels x 32 route steps, 2 warps, route sum by float32
+atomics) and only replaces its delta load by the unrolled rank-R product, so the (batch, 4C, L) delta
+tensor and the einsum that wrote it are gone.
 """
 
 from __future__ import annotations
