@@ -50,6 +50,15 @@ def _blocks(headdim: int, nstate: int):
     return max(16, triton.next_power_of_2(headdim)), max(16, triton.next_power_of_2(nstate))
 
 
+def _stages() -> tuple[dict, dict]:
+    """Software-pipelining depth of the chunk loops (``VISIONSSM_SSD_STAGES=fwd,bwd``; Triton's default when unset)."""
+    v = os.environ.get("VISIONSSM_SSD_STAGES")
+    if not v:
+        return {}, {}
+    fw, bw = (int(t) for t in v.split(","))
+    return dict(num_stages=fw), dict(num_stages=bw)
+
+
 def _precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"  # "tf32" is ignored for 16-bit operands
 
@@ -83,9 +92,9 @@ class _TritonSSDCausal(torch.autograd.Function):
         )
         grid = (batch * heads, n_seg)
         if n_seg > 1:
-            ssd_causal_fwd_kernel[grid](*args, MODE=1, **flags)
+            ssd_causal_fwd_kernel[grid](*args, MODE=1, **flags, **_stages()[0])
             segment_carry(seg_sum, seg_end, h0, reverse=False)
-        ssd_causal_fwd_kernel[grid](*args, MODE=0, **flags)
+        ssd_causal_fwd_kernel[grid](*args, MODE=0, **flags, **_stages()[0])
         ctx.save_for_backward(x, dt, A, B, C, D, z, dt_bias, h0, states)
         ctx.cfg = (softplus, chunk_size, bwd_warps, bp, bn)
         ctx.set_materialize_grads(False)  # an unused last state then costs no zero-filled gradient
@@ -134,9 +143,9 @@ class _TritonSSDCausal(torch.autograd.Function):
         )
         grid = (batch * heads, n_seg)
         if n_seg > 1:
-            ssd_causal_bwd_kernel[grid](*args, MODE=1, **flags)
+            ssd_causal_bwd_kernel[grid](*args, MODE=1, **flags, **_stages()[1])
             segment_carry(seg_sum, seg_dend, dlast, reverse=True)
-        ssd_causal_bwd_kernel[grid](*args, MODE=0, **flags)
+        ssd_causal_bwd_kernel[grid](*args, MODE=0, **flags, **_stages()[1])
         return (
             dx, ddt, dA.to(A.dtype), dBg.to(B.dtype), dCg.to(C.dtype),
             dD.to(D.dtype) if D is not None else None, dz,
