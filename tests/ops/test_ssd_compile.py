@@ -26,20 +26,21 @@ SCRIPT = textwrap.dedent(
                "seg_sum_ptr", "seg_dend_ptr", "dlast_ptr", "dh0_ptr", "A_ptr", "D_ptr", "bias_ptr", "lse_ptr", "a_ptr",
                "ga_ptr", "rowsum_ptr", "dB_ptr", "dC_ptr")
 
-    def build(fn, consts, warps, dtype="bf16", f32=FLOAT32):
+    def build(fn, consts, warps, dtype="bf16", f32=FLOAT32, stages=3):
         missing = [p.name for p in fn.params if p.is_constexpr and p.name not in consts]
         assert not missing, (fn.__name__, missing)
         sig = {n: "constexpr" if n in consts else ("*fp32" if n in f32 else "*" + dtype) if n.endswith("_ptr")
                else "i32" for n in fn.arg_names}
         triton.compile(ASTSource(fn, sig, constexprs=consts), target=GPUTarget("cuda", 90, 32),
-                       options=dict(num_warps=warps))
+                       options=dict(num_warps=warps, num_stages=stages))
 
     flags = dict(HAS_D=True, D_PER_CHANNEL=False, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_H0=True, CHUNK=32,
                  BLOCK_P=64, BLOCK_N=64, PRECISION="tf32")
     for mode, carry in ((0, True), (1, True), (0, False)):
         build(ssd_causal_fwd_kernel, dict(flags, MODE=mode, SAVE_STATES=True, CARRY=carry), 4)
+        build(ssd_causal_fwd_kernel, dict(flags, MODE=mode, SAVE_STATES=False, CARRY=carry, CHUNK=64), 4)  # inference
         for warps in (4, 8):
-            build(ssd_causal_bwd_kernel, dict(flags, MODE=mode, HAS_DLAST=True, CARRY=carry), warps)
+            build(ssd_causal_bwd_kernel, dict(flags, MODE=mode, HAS_DLAST=True, CARRY=carry), warps, stages=1)
     build(ssd_causal_fwd_kernel, dict(flags, MODE=0, SAVE_STATES=True, PRECISION="ieee", CARRY=False), 4, "fp32")
     blocks = dict(BLOCK_L=64, BLOCK_P=64, BLOCK_N=64, PRECISION="tf32", INTERLEAVED=True)
     build(nc.nc_state_kernel, dict(blocks, WEIGHTED=True, HAS_BIAS=True, SOFTPLUS=True), 4)

@@ -89,6 +89,28 @@ def test_triton_many_segments(length, with_state, cfg, triton_device, monkeypatc
     compare_triton(x, triton_device, chunk_size=16, dt_softplus=True, return_last_state=True)
 
 
+@pytest.mark.parametrize("length,cfg", [(150, None), (300, "64,4,4,16")])
+def test_triton_inference_chunk64(length, cfg, triton_device, monkeypatch):
+    # Without grad the forward saves no states for a backward, so it runs 64-token chunks (one segment, then
+    # with the override 3 segments through segment_carry); outputs and last state vs the float64 reference.
+    if cfg:
+        monkeypatch.setenv("VISIONSSM_SSD_CFG", cfg)
+    chunk, _, _, n_seg, _, _ = launch_config(1, 2, length, 64, 3, 4, inference=True)
+    assert chunk == 64 and launch_config(1, 2, length, 64, 3, 4)[0] == (64 if cfg else 32)
+    assert (n_seg > 1) == bool(cfg)
+    x = ssd_inputs(1, length, 2, 3, 4, seed=35)
+    kw = dict(chunk_size=64, dt_softplus=True, return_last_state=True, D=x["D"], z=x["z"], dt_bias=x["dt_bias"],
+              initial_state=x["initial_state"])
+    core = [x[k] for k in ("x", "dt", "A", "B", "C")]
+    ref = ssd_causal(*core, **kw, backend="reference")
+    dev = lambda t: t.to(triton_device, torch.float32) if t is not None else None
+    with torch.no_grad(), _alloc.poisoned_outputs():
+        out = ssd_causal(*map(dev, core), **{k: dev(v) if torch.is_tensor(v) else v for k, v in kw.items()},
+                         backend="triton")
+    for o, r in zip(out, ref):
+        assert rel_err(o, r) <= 2e-5
+
+
 def test_triton_strided_inputs(triton_device):
     # x, z, B, C, dt as views into one projection (the layout a Mamba-2 mixer produces), and a strided dout.
     batch, length, heads, headdim, nstate = 2, 19, 2, 4, 3

@@ -14,25 +14,30 @@ from .triton_causal_fwd import ssd_causal_fwd_kernel
 
 
 def launch_config(batch: int, heads: int, length: int, chunk_size: int, headdim: int = 64, nstate: int = 64,
-                  backward: bool = False):
-    """(CHUNK, n_chunks, seg_chunks, n_seg, fwd_warps, bwd_warps); ``backward=True``: the backward's segments.
+                  backward: bool = False, inference: bool = False):
+    """(CHUNK, n_chunks, seg_chunks, n_seg, fwd_warps, bwd_warps); ``backward=True``: the backward's segments;
+    ``inference=True``: a forward that saves nothing for a backward.
 
     CHUNK: chunk_size rounded down to a power of two in [16, 32]. The fused kernels hold a chunk's (Q, Q) score
     tiles next to (Q, headdim) and (headdim, N) tiles; compiled for sm_90 at headdim = N = 64, the backward at
-    Q = 64 spills ~1 KB per thread to local memory at any warp count, at Q = 32 about 0.1 KB (cuobjdump -res-usage).
-    Larger states (headdim * N > 64 * 64) take Q = 16 and 8 forward warps (at headdim = N = 128 the backward's
-    shared memory is then 176 KB instead of 192 KB, and spills halve).
-    Segments: rows (batch x heads) are cut into time segments until about ``target`` programs exist, 1024 for
-    the forward and 2048 for the backward with 4 backward warps. H100 sweep at (8, 6085, 12, 64, 64), when
-    the segments' carries were still folded in a loop in every program (benchmarks/results/
-    ssd_long_h100_run5.json, ms): forward 0.288 at 1024 programs vs 0.328 at 512; forward+backward 1.995
-    with 2048 programs and 4 backward warps vs 2.518 with 512 and 8. The carries now come from one scan over
-    the segments (ops/_segment_carry.py), so more segments cost less than they did in that sweep.
+    Q = 64 spills ~1 KB per thread to local memory at any warp count (and Triton 3.6 fails to pipeline it), at
+    Q = 32 about 0.1 KB (cuobjdump -res-usage). An inference forward has no backward to match, so it takes
+    Q = 64 when chunk_size allows: H100, (64, 197, 12, 64, 64), 0.077 ms of GPU time vs 0.108 at Q = 32
+    (benchmarks/sweep_ssd.py). Larger states (headdim * N > 64 * 64) take Q = 16 and 8 forward warps (at
+    headdim = N = 128 the backward's shared memory is then 176 KB instead of 192 KB, and spills halve).
+    Segments: rows (batch x heads) are cut into time segments when there are fewer than ``target`` / 2 rows
+    (1024 for the forward, 2048 for the backward), about ``target`` programs in all. H100 sweep at
+    (8, 6085, 12, 64, 64), GPU time of one forward: 0.28 ms at 1024 programs, 0.35 at 512 or 4096 (sweep_ssd);
+    forward+backward 1.995 ms with 2048 backward programs and 4 warps vs 2.518 with 512 and 8
+    (ssd_long_h100_run5.json). At (64, 197, 12, 64, 64) the 768 rows stay whole: a second pass over the
+    inputs costs more there than the extra programs win.
     ``VISIONSSM_SSD_CFG=chunk,fwd_warps,bwd_warps,target[,bwd_target]`` overrides (sweeps; chunk up to 64)."""
     chunk, fwd_warps, bwd_warps, target, bwd_target = min(32, max(16, chunk_size)), 4, 4, 1024, 2048
     bp, bn = _blocks(headdim, nstate)
     if bp * bn > 64 * 64:
         chunk, fwd_warps = 16, 8
+    elif inference and chunk_size >= 64:
+        chunk = 64
     if os.environ.get("VISIONSSM_SSD_CFG"):
         cfg = [int(v) for v in os.environ["VISIONSSM_SSD_CFG"].split(",")]
         chunk, fwd_warps, bwd_warps, target = cfg[:4]
@@ -40,7 +45,7 @@ def launch_config(batch: int, heads: int, length: int, chunk_size: int, headdim:
     chunk = 1 << (chunk.bit_length() - 1)
     n_chunks = triton.cdiv(length, chunk)
     target = bwd_target if backward else target
-    n_seg = max(1, min(triton.cdiv(target, batch * heads), triton.cdiv(n_chunks, 4)))
+    n_seg = max(1, min(target // (batch * heads), triton.cdiv(n_chunks, 4)))
     seg_chunks = triton.cdiv(n_chunks, n_seg)
     n_seg = triton.cdiv(n_chunks, seg_chunks)
     return chunk, n_chunks, seg_chunks, n_seg, fwd_warps, bwd_warps
@@ -51,10 +56,13 @@ def _blocks(headdim: int, nstate: int):
 
 
 def _stages() -> tuple[dict, dict]:
-    """Software-pipelining depth of the chunk loops (``VISIONSSM_SSD_STAGES=fwd,bwd``; Triton's default when unset)."""
+    """Software-pipelining depth of the forward and backward chunk loops. The backward runs unpipelined:
+    H100, GPU time of one forward+backward, 1.89 vs 2.00 ms at (8, 6085, 12, 64, 64) and 0.60 vs 0.63 ms at
+    (64, 197, 12, 64, 64); the forward keeps Triton's default (1 stage: 0.335 vs 0.284 ms; sweep_ssd.py).
+    ``VISIONSSM_SSD_STAGES=fwd,bwd`` overrides."""
     v = os.environ.get("VISIONSSM_SSD_STAGES")
     if not v:
-        return {}, {}
+        return {}, dict(num_stages=1)
     fw, bw = (int(t) for t in v.split(","))
     return dict(num_stages=fw), dict(num_stages=bw)
 
@@ -69,7 +77,7 @@ class _TritonSSDCausal(torch.autograd.Function):
         batch, length, heads, headdim = x.shape
         groups, nstate = B.shape[2], B.shape[3]
         chunk, n_chunks, seg_chunks, n_seg, fwd_warps, bwd_warps = launch_config(
-            batch, heads, length, chunk_size, headdim, nstate)
+            batch, heads, length, chunk_size, headdim, nstate, inference=not save)
         bp, bn = _blocks(headdim, nstate)
         dev = x.device
         f32 = dict(dtype=torch.float32, device=dev)
