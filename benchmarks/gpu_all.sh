@@ -69,12 +69,15 @@ for part in "$@"; do
       "VISIONSSM_CROSS_FUSED=1 VISIONSSM_DWCONV=triton VISIONSSM_MLP=triton"; do echo "--- variant: ${v:-defaults}"; \
       env $v python3 benchmarks/bench_vmamba.py --models vmamba_tiny_s1l8 --no-baseline --time-budget 60 \
       --out "benchmarks/results/vmamba_variant_$(echo ${v:-defaults} | tr " =" "__").json"; done' ;;
-    ssdprobe) V=("" "STAGES=3,3" "CFG=32,4,4,1024,4096" "CFG=32,4,8,1024,2048")
+    ssdprobe) V=("" "BLOCKP=64,64" "BLOCKP=32,32" "BLOCKP=16,32" "BLOCKP=32,32;CFG=32,4,4,1024,1024" \
+      "BLOCKP=32,32;CFG=32,4,8,1024,2048" "BLOCKP=32,32;STAGES=3,3")
       run ssdprobe_long 300 python3 benchmarks/sweep_ssd.py --shapes 8,6085,12,64,64 -- "${V[@]}"
       run ssdprobe_short 200 python3 benchmarks/sweep_ssd.py --shapes 64,197,12,64,64 -- "${V[@]}" ;;
     ncussd) run ncussd 300 ncu --kernel-name regex:ssd_causal --launch-skip 4 --launch-count 6 \
       --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
       --section MemoryWorkloadAnalysis python3 benchmarks/profile_ssd_once.py ;;
+    ssdtests) run ssdtests 240 python3 -m pytest -m gpu -q -p no:cacheprovider tests/ops/test_ssd_triton.py \
+      tests/models/test_vssd.py tests/models/test_efficientvim.py ;;
     compile) run compile 170 python3 benchmarks/probe_compile.py ;;
     *) echo "unknown part $part" ;;
   esac

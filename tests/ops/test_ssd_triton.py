@@ -111,6 +111,17 @@ def test_triton_inference_chunk64(length, cfg, triton_device, monkeypatch):
         assert rel_err(o, r) <= 2e-5
 
 
+@pytest.mark.parametrize("blockp,groups,cfg", [("16,16", 1, None), ("16,16", 2, "16,4,4,64"), ("32,16", 1, None)])
+def test_triton_headdim_blocks(blockp, groups, cfg, triton_device, monkeypatch):
+    # Programs own headdim blocks: the backward adds the blocks' shares of d(dt), dB, dC (and dA, d(dt_bias))
+    # atomically; with cfg also segments, forward and backward.
+    monkeypatch.setenv("VISIONSSM_SSD_BLOCKP", blockp)
+    if cfg:
+        monkeypatch.setenv("VISIONSSM_SSD_CFG", cfg)
+    x = ssd_inputs(1, 70, 2 * groups, 40, 5, groups, seed=36, d_per_channel=groups == 2)
+    compare_triton(x, triton_device, chunk_size=16, dt_softplus=True, return_last_state=True)
+
+
 def test_triton_strided_inputs(triton_device):
     # x, z, B, C, dt as views into one projection (the layout a Mamba-2 mixer produces), and a strided dout.
     batch, length, heads, headdim, nstate = 2, 19, 2, 4, 3

@@ -55,6 +55,15 @@ def _blocks(headdim: int, nstate: int):
     return max(16, triton.next_power_of_2(headdim)), max(16, triton.next_power_of_2(nstate))
 
 
+def _p_split(headdim: int, nstate: int) -> tuple[int, int]:
+    """(forward, backward) headdim block of one program. ``VISIONSSM_SSD_BLOCKP=fwd,bwd`` overrides (sweeps)."""
+    bp, _ = _blocks(headdim, nstate)
+    fw, bw = 32, bp
+    if os.environ.get("VISIONSSM_SSD_BLOCKP"):
+        fw, bw = (int(t) for t in os.environ["VISIONSSM_SSD_BLOCKP"].split(","))
+    return min(bp, max(16, fw)), min(bp, max(16, bw))
+
+
 def _stages() -> tuple[dict, dict]:
     """Software-pipelining depth of the forward and backward chunk loops. The backward runs unpipelined:
     H100, GPU time of one forward+backward, 1.89 vs 2.00 ms at (8, 6085, 12, 64, 64) and 0.60 vs 0.63 ms at
@@ -76,9 +85,11 @@ class _TritonSSDCausal(torch.autograd.Function):
     def forward(ctx, x, dt, A, B, C, D, z, dt_bias, h0, softplus: bool, chunk_size: int, save: bool):
         batch, length, heads, headdim = x.shape
         groups, nstate = B.shape[2], B.shape[3]
-        chunk, n_chunks, seg_chunks, n_seg, fwd_warps, bwd_warps = launch_config(
-            batch, heads, length, chunk_size, headdim, nstate, inference=not save)
         bp, bn = _blocks(headdim, nstate)
+        fbp = _p_split(headdim, nstate)[0]
+        n_pblk = triton.cdiv(headdim, fbp)
+        chunk, n_chunks, seg_chunks, n_seg, fwd_warps, bwd_warps = launch_config(
+            batch * n_pblk, heads, length, chunk_size, headdim, nstate, inference=not save)
         dev = x.device
         f32 = dict(dtype=torch.float32, device=dev)
         y = _alloc.empty(batch, length, heads, headdim, dtype=x.dtype, device=dev)
@@ -96,9 +107,9 @@ class _TritonSSDCausal(torch.autograd.Function):
         flags = dict(
             HAS_D=D is not None, D_PER_CHANNEL=D is not None and D.dim() == 2, HAS_Z=z is not None,
             HAS_BIAS=dt_bias is not None, SOFTPLUS=softplus, HAS_H0=h0 is not None, SAVE_STATES=save,
-            CARRY=n_seg > 1, CHUNK=chunk, BLOCK_P=bp, BLOCK_N=bn, PRECISION=_precision(x.dtype), num_warps=fwd_warps,
+            CARRY=n_seg > 1, CHUNK=chunk, BLOCK_P=fbp, BLOCK_N=bn, PRECISION=_precision(x.dtype), num_warps=fwd_warps,
         )
-        grid = (batch * heads, n_seg)
+        grid = (batch * heads, n_seg, n_pblk)
         if n_seg > 1:
             ssd_causal_fwd_kernel[grid](*args, MODE=1, **flags, **_stages()[0])
             segment_carry(seg_sum, seg_end, h0, reverse=False)
@@ -115,15 +126,18 @@ class _TritonSSDCausal(torch.autograd.Function):
         batch, length, heads, headdim = x.shape
         groups, nstate = B.shape[2], B.shape[3]
         # The backward's own time segments (the forward saved the state entering every chunk, whatever its own).
-        chunk, n_chunks, seg_chunks, n_seg, _, _ = launch_config(batch, heads, length, chunk_size, headdim, nstate,
-                                                                 backward=True)
+        bbp = _p_split(headdim, nstate)[1]
+        n_pblk = triton.cdiv(headdim, bbp)
+        chunk, n_chunks, seg_chunks, n_seg, _, _ = launch_config(batch * n_pblk, heads, length, chunk_size, headdim,
+                                                                 nstate, backward=True)
         dev = x.device
         f32 = dict(dtype=torch.float32, device=dev)
         dx = _alloc.empty(batch, length, heads, headdim, dtype=x.dtype, device=dev)
-        ddt = _alloc.empty(batch, length, heads, dtype=dt.dtype, device=dev)
+        ddt = (torch.zeros(batch, length, heads, **f32) if n_pblk > 1
+               else _alloc.empty(batch, length, heads, dtype=dt.dtype, device=dev))
         dz = _alloc.empty(batch, length, heads, headdim, dtype=z.dtype, device=dev) if z is not None else None
         rep = heads // groups
-        bc = (lambda *s: torch.zeros(*s, **f32)) if rep > 1 else (lambda *s: _alloc.empty(*s, **f32))
+        bc = (lambda *s: torch.zeros(*s, **f32)) if rep > 1 or n_pblk > 1 else (lambda *s: _alloc.empty(*s, **f32))
         dBg, dCg = bc(batch, length, groups, nstate), bc(batch, length, groups, nstate)
         # One zero-filled buffer (one launch) for the atomically reduced per-head grads.
         n_d = D.numel() if D is not None else 0
@@ -147,15 +161,16 @@ class _TritonSSDCausal(torch.autograd.Function):
         flags = dict(
             HAS_D=D is not None, D_PER_CHANNEL=D is not None and D.dim() == 2, HAS_Z=z is not None,
             HAS_BIAS=dt_bias is not None, SOFTPLUS=softplus, HAS_H0=h0 is not None, HAS_DLAST=dlast is not None,
-            CARRY=n_seg > 1, CHUNK=chunk, BLOCK_P=bp, BLOCK_N=bn, PRECISION=_precision(x.dtype), num_warps=warps,
+            CARRY=n_seg > 1, CHUNK=chunk, BLOCK_P=bbp, BLOCK_N=bn, PRECISION=_precision(x.dtype), num_warps=warps,
+            SPLIT_P=n_pblk > 1,
         )
-        grid = (batch * heads, n_seg)
+        grid = (batch * heads, n_seg, n_pblk)
         if n_seg > 1:
             ssd_causal_bwd_kernel[grid](*args, MODE=1, **flags, **_stages()[1])
             segment_carry(seg_sum, seg_dend, dlast, reverse=True)
         ssd_causal_bwd_kernel[grid](*args, MODE=0, **flags, **_stages()[1])
         return (
-            dx, ddt, dA.to(A.dtype), dBg.to(B.dtype), dCg.to(C.dtype),
+            dx, ddt.to(dt.dtype), dA.to(A.dtype), dBg.to(B.dtype), dCg.to(C.dtype),
             dD.to(D.dtype) if D is not None else None, dz,
             dbias.to(dt_bias.dtype) if dt_bias is not None else None,
             dh0.to(h0.dtype) if h0 is not None else None, None, None, None,

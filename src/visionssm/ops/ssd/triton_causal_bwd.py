@@ -35,18 +35,23 @@ def ssd_causal_bwd_kernel(
     MODE: tl.constexpr, HAS_D: tl.constexpr, D_PER_CHANNEL: tl.constexpr, HAS_Z: tl.constexpr,
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr, HAS_DLAST: tl.constexpr,
     CARRY: tl.constexpr, CHUNK: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
+    SPLIT_P: tl.constexpr,
 ):
     # dx, dz (batch, L, heads, P) and ddt (batch, L, heads) contiguous; dB, dC: (batch, L, groups, N) float32,
     # zero-filled when several heads share a group;
     # dlast, dh0, seg_dend, seg_sum: float32; states as saved by the forward (x's dtype).
+    # SPLIT_P: programs own headdim blocks (program axis 2); every gradient that sums over headdim (d(dt), dB,
+    # dC, and through them dA and d(dt_bias)) is linear in the blocks' shares, which are added atomically:
+    # ddt is then a zero-filled float32 buffer, as dB and dC are.
     pid_bh = tl.program_id(0)
     pid_s = tl.program_id(1)
+    pid_p = tl.program_id(2)
     b = pid_bh // heads
     h = pid_bh % heads
     g = h // rep
     DT = x_ptr.dtype.element_ty
     q = tl.arange(0, CHUNK)
-    p = tl.arange(0, BLOCK_P)
+    p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
     n = tl.arange(0, BLOCK_N)
     p_ok = p < headdim
     n_ok = n < nstate
@@ -169,18 +174,22 @@ def ssd_causal_bwd_kernel(
             dbias_acc += tl.sum(ddt, 0)
             tl.store(dx_ptr + ((b * L + t[:, None]) * heads + h) * headdim + p[None, :],
                      dx.to(dx_ptr.dtype.element_ty), mask=tp_ok)
-            tl.store(ddt_ptr + (b * L + t) * heads + h, ddt.to(ddt_ptr.dtype.element_ty), mask=t_ok)
+            if SPLIT_P:
+                tl.atomic_add(ddt_ptr + (b * L + t) * heads + h, ddt, mask=t_ok, sem="relaxed")
+            else:
+                tl.store(ddt_ptr + (b * L + t) * heads + h, ddt.to(ddt_ptr.dtype.element_ty), mask=t_ok)
             groups = heads // rep
             bgn = ((b * L + t[:, None]) * groups + g) * nstate + n[None, :]
-            if rep == 1:
+            if rep == 1 and not SPLIT_P:
                 tl.store(dB_ptr + bgn, dB, mask=tn_ok)
                 tl.store(dC_ptr + bgn, dC, mask=tn_ok)
             else:  # the heads of a group meet here; float32 atomics beat per-head partial buffers on traffic
-                tl.atomic_add(dB_ptr + bgn, dB, mask=tn_ok)
-                tl.atomic_add(dC_ptr + bgn, dC, mask=tn_ok)
+                tl.atomic_add(dB_ptr + bgn, dB, mask=tn_ok, sem="relaxed")
+                tl.atomic_add(dC_ptr + bgn, dC, mask=tn_ok, sem="relaxed")
     if MODE == 1:
         tl.store(seg_dend_ptr + (pid_bh * n_seg + pid_s) * PN + pn, dS, mask=pn_ok)
-        tl.store(seg_sum_ptr + pid_bh * n_seg + pid_s, total)
+        if pid_p == 0:
+            tl.store(seg_sum_ptr + pid_bh * n_seg + pid_s, total)
     else:
         tl.atomic_add(dA_ptr + h, dA_acc)
         if HAS_BIAS:

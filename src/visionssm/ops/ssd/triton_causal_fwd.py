@@ -7,6 +7,9 @@ times x; plus the entering state read through C; plus D x and the silu(z) gate; 
 exp(total decay) and the chunk's own (x dt decay-to-end)^T B. Five tensor-core dots per chunk, nothing else
 goes through memory.
 
+Programs may also split headdim into blocks (the state's rows are independent; each block recomputes the
+chunk's C B^T and decays): half the registers per program at headdim 64, so more programs fit on an SM.
+
 Long sequences with few (batch, head) rows are cut into ``n_seg`` segments of whole chunks. Then the kernel runs
 twice: MODE=1 gives each segment's end state from a zero start and its total log-decay; ops/_segment_carry.py
 turns those into the state entering every segment (h0 included); MODE=0 (CARRY) starts from it, then writes
@@ -45,12 +48,13 @@ def ssd_causal_fwd_kernel(
     # rounds the state to it, and it halves the largest saved tensor for 16-bit inputs.
     pid_bh = tl.program_id(0)
     pid_s = tl.program_id(1)
+    pid_p = tl.program_id(2)  # headdim block: rows of the state are independent (B, C, decays are shared)
     b = pid_bh // heads
     h = pid_bh % heads
     g = h // rep
     DT = x_ptr.dtype.element_ty
     q = tl.arange(0, CHUNK)
-    p = tl.arange(0, BLOCK_P)
+    p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
     n = tl.arange(0, BLOCK_N)
     p_ok = p < headdim
     n_ok = n < nstate
@@ -123,7 +127,8 @@ def ssd_causal_fwd_kernel(
         state = tl.exp(cs_last) * state + tl.dot(tl.trans(xw), Bm, input_precision=PRECISION)
     if MODE == 1:
         tl.store(seg_end_ptr + (pid_bh * n_seg + pid_s) * PN + pn, state, mask=pn_ok)
-        tl.store(seg_sum_ptr + pid_bh * n_seg + pid_s, total)
+        if pid_p == 0:
+            tl.store(seg_sum_ptr + pid_bh * n_seg + pid_s, total)
     else:
         if pid_s == n_seg - 1:
             tl.store(last_ptr + pid_bh * PN + pn, state, mask=pn_ok)
