@@ -89,15 +89,16 @@ def test_triton_many_segments(length, with_state, cfg, triton_device, monkeypatc
     compare_triton(x, triton_device, chunk_size=16, dt_softplus=True, return_last_state=True)
 
 
-@pytest.mark.parametrize("length,cfg", [(150, None), (300, "64,4,4,16")])
+@pytest.mark.parametrize("length,cfg", [(150, "32,4,4,2"), (300, "64,4,4,16")])
 def test_triton_inference_chunk64(length, cfg, triton_device, monkeypatch):
-    # Without grad the forward saves no states for a backward, so it runs 64-token chunks (one segment, then
-    # with the override 3 segments through segment_carry); outputs and last state vs the float64 reference.
-    if cfg:
-        monkeypatch.setenv("VISIONSSM_SSD_CFG", cfg)
+    # Without grad the forward saves no states for a backward, so rows that need no segments run 64-token
+    # chunks (target 2 makes 2 rows enough here); the second case forces 64 with 3 segments (segment_carry).
+    # Outputs and last state vs the float64 reference.
+    monkeypatch.setenv("VISIONSSM_SSD_CFG", cfg)
     chunk, _, _, n_seg, _, _ = launch_config(1, 2, length, 64, 3, 4, inference=True)
-    assert chunk == 64 and launch_config(1, 2, length, 64, 3, 4)[0] == (64 if cfg else 32)
-    assert (n_seg > 1) == bool(cfg)
+    forced = cfg.startswith("64")
+    assert chunk == 64 and launch_config(1, 2, length, 64, 3, 4)[0] == (64 if forced else 32)
+    assert (n_seg > 1) == forced
     x = ssd_inputs(1, length, 2, 3, 4, seed=35)
     kw = dict(chunk_size=64, dt_softplus=True, return_last_state=True, D=x["D"], z=x["z"], dt_bias=x["dt_bias"],
               initial_state=x["initial_state"])

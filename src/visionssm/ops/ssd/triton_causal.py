@@ -22,9 +22,10 @@ def launch_config(batch: int, heads: int, length: int, chunk_size: int, headdim:
     tiles next to (Q, headdim) and (headdim, N) tiles; compiled for sm_90 at headdim = N = 64, the backward at
     Q = 64 spills ~1 KB per thread to local memory at any warp count (and Triton 3.6 fails to pipeline it), at
     Q = 32 about 0.1 KB (cuobjdump -res-usage). An inference forward has no backward to match, so it takes
-    Q = 64 when chunk_size allows: H100, (64, 197, 12, 64, 64), 0.077 ms of GPU time vs 0.108 at Q = 32
-    (benchmarks/sweep_ssd.py). Larger states (headdim * N > 64 * 64) take Q = 16 and 8 forward warps (at
-    headdim = N = 128 the backward's shared memory is then 176 KB instead of 192 KB, and spills halve).
+    Q = 64 when chunk_size allows and the rows need no segments: H100 GPU time at (64, 197, 12, 64, 64) 0.077 ms
+    vs 0.085-0.108 at Q = 32; with segments, at (8, 6085, 12, 64, 64), 0.30-0.32 vs 0.28 (Q = 64 spills
+    there: 255 registers, 12.5% occupancy; ncu, benchmarks/sweep_ssd.py). Larger states (headdim * N > 64 * 64)
+    take Q = 16 and 8 forward warps (at headdim = N = 128 the backward's shared memory is then 176 KB instead of 192 KB, and spills halve).
     Segments: rows (batch x heads) are cut into time segments when there are fewer than ``target`` / 2 rows
     (1024 for the forward, 2048 for the backward), about ``target`` programs in all. H100 sweep at
     (8, 6085, 12, 64, 64), GPU time of one forward: 0.28 ms at 1024 programs, 0.35 at 512 or 4096 (sweep_ssd);
@@ -36,12 +37,12 @@ def launch_config(batch: int, heads: int, length: int, chunk_size: int, headdim:
     bp, bn = _blocks(headdim, nstate)
     if bp * bn > 64 * 64:
         chunk, fwd_warps = 16, 8
-    elif inference and chunk_size >= 64:
-        chunk = 64
     if os.environ.get("VISIONSSM_SSD_CFG"):
         cfg = [int(v) for v in os.environ["VISIONSSM_SSD_CFG"].split(",")]
         chunk, fwd_warps, bwd_warps, target = cfg[:4]
         bwd_target = cfg[4] if len(cfg) > 4 else target
+    if inference and chunk_size >= 64 and bp * bn <= 64 * 64 and batch * heads * 2 > target:
+        chunk = 64
     chunk = 1 << (chunk.bit_length() - 1)
     n_chunks = triton.cdiv(length, chunk)
     target = bwd_target if backward else target
@@ -56,9 +57,13 @@ def _blocks(headdim: int, nstate: int):
 
 
 def _p_split(headdim: int, nstate: int) -> tuple[int, int]:
-    """(forward, backward) headdim block of one program. ``VISIONSSM_SSD_BLOCKP=fwd,bwd`` overrides (sweeps)."""
+    """(forward, backward) headdim block of one program; whole rows unless ``VISIONSSM_SSD_BLOCKP=fwd,bwd``.
+
+    Splitting halves a program's registers but recomputes C B^T and the decays per block; on an H100 it lost
+    at both benchmark shapes (GPU time at (8, 6085, 12, 64, 64): forward 0.48 ms with blocks of 32 vs 0.32
+    whole, forward+backward 2.69 vs 1.39; benchmarks/sweep_ssd.py), so it stays a sweep option."""
     bp, _ = _blocks(headdim, nstate)
-    fw, bw = 32, bp
+    fw, bw = bp, bp
     if os.environ.get("VISIONSSM_SSD_BLOCKP"):
         fw, bw = (int(t) for t in os.environ["VISIONSSM_SSD_BLOCKP"].split(","))
     return min(bp, max(16, fw)), min(bp, max(16, bw))
