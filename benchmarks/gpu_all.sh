@@ -78,6 +78,11 @@ for part in "$@"; do
       --section MemoryWorkloadAnalysis python3 benchmarks/profile_ssd_once.py ;;
     ssdtests) run ssdtests 240 python3 -m pytest -m gpu -q -p no:cacheprovider tests/ops/test_ssd_triton.py \
       tests/models/test_vssd.py tests/models/test_efficientvim.py ;;
+    vmdt) run vmdt 330 bash -c "python3 benchmarks/bench_vmamba.py --models vmamba_tiny_s1l8 --time-budget 60 \
+      --out benchmarks/results/vmamba_h100_dtproj.json && VISIONSSM_DT_PROJ=einsum python3 benchmarks/bench_vmamba.py \
+      --models vmamba_tiny_s1l8 --no-baseline --time-budget 40 --out benchmarks/results/vmamba_variant_einsum.json" ;;
+    ssdfinal) run ssdfinal 300 python3 benchmarks/bench_ssd.py --no-fla --budget 240 \
+      --out benchmarks/results/ssd_h100_run7.json ;;
     compile) run compile 170 python3 benchmarks/probe_compile.py ;;
     *) echo "unknown part $part" ;;
   esac
