@@ -69,8 +69,7 @@ for part in "$@"; do
       "VISIONSSM_CROSS_FUSED=1 VISIONSSM_DWCONV=triton VISIONSSM_MLP=triton"; do echo "--- variant: ${v:-defaults}"; \
       env $v python3 benchmarks/bench_vmamba.py --models vmamba_tiny_s1l8 --no-baseline --time-budget 60 \
       --out "benchmarks/results/vmamba_variant_$(echo ${v:-defaults} | tr " =" "__").json"; done' ;;
-    ssdprobe) V=("" "BLOCKP=64,64" "BLOCKP=32,32" "BLOCKP=16,32" "BLOCKP=32,32;CFG=32,4,4,1024,1024" \
-      "BLOCKP=32,32;CFG=32,4,8,1024,2048" "BLOCKP=32,32;STAGES=3,3")
+    ssdprobe) V=("" "CFG=32,8,4,1024,2048" "CFG=32,8,4,2048,2048" "CFG=32,8,4,512,2048" "CFG=32,2,4,1024,2048")
       run ssdprobe_long 300 python3 benchmarks/sweep_ssd.py --shapes 8,6085,12,64,64 -- "${V[@]}"
       run ssdprobe_short 200 python3 benchmarks/sweep_ssd.py --shapes 64,197,12,64,64 -- "${V[@]}" ;;
     ncussd) run ncussd 300 ncu --kernel-name regex:ssd_causal --launch-skip 4 --launch-count 6 \

@@ -116,7 +116,8 @@ class _TritonSSDCausal(torch.autograd.Function):
         )
         grid = (batch * heads, n_seg, n_pblk)
         if n_seg > 1:
-            ssd_causal_fwd_kernel[grid](*args, MODE=1, **flags, **_stages()[0])
+            # The summary pass holds no output tiles: 4 warps whatever the output pass takes.
+            ssd_causal_fwd_kernel[grid](*args, MODE=1, **dict(flags, num_warps=4), **_stages()[0])
             segment_carry(seg_sum, seg_end, h0, reverse=False)
         ssd_causal_fwd_kernel[grid](*args, MODE=0, **flags, **_stages()[0])
         ctx.save_for_backward(x, dt, A, B, C, D, z, dt_bias, h0, states)
