@@ -44,6 +44,7 @@ SCRIPT = textwrap.dedent(
             build(ssd_causal_bwd_kernel, dict(flags, MODE=mode, HAS_DLAST=True, CARRY=carry, SPLIT_P=warps == 4),
                   warps, stages=1)
     build(ssd_causal_fwd_kernel, dict(flags, MODE=0, SAVE_STATES=True, PRECISION="ieee", CARRY=False), 4, "fp32")
+    build(ssd_causal_fwd_kernel, dict(flags, MODE=0, SAVE_STATES=True, CARRY=True), 2)  # segmented output pass
     blocks = dict(BLOCK_L=64, BLOCK_P=64, BLOCK_N=64, PRECISION="tf32", INTERLEAVED=True)
     build(nc.nc_state_kernel, dict(blocks, WEIGHTED=True, HAS_BIAS=True, SOFTPLUS=True), 4)
     build(nc.nc_readout_kernel, dict(blocks, HAS_D=True, D_PER_CHANNEL=True), 4)

@@ -49,6 +49,11 @@ def launch_config(batch: int, heads: int, length: int, chunk_size: int, headdim:
     n_seg = max(1, min(target // (batch * heads), triton.cdiv(n_chunks, 4)))
     seg_chunks = triton.cdiv(n_chunks, n_seg)
     n_seg = triton.cdiv(n_chunks, seg_chunks)
+    if n_seg > 1 and chunk == 32 and fwd_warps == 4 and not os.environ.get("VISIONSSM_SSD_CFG"):
+        # Segmented rows: the output pass at 2 warps. H100 GPU time of one forward at (8, 6085, 12, 64, 64):
+        # 0.264 ms vs 0.303 at 4 warps and 0.46 at 8 (the 4-warp pass held 224 registers per thread, 2 programs
+        # per SM; benchmarks/sweep_ssd.py). Whole rows on 64-token chunks keep 4 (0.079 vs 0.100 ms).
+        fwd_warps = 2
     return chunk, n_chunks, seg_chunks, n_seg, fwd_warps, bwd_warps
 
 
