@@ -81,7 +81,7 @@ for part in "$@"; do
       --out benchmarks/results/vmamba_h100_dtproj.json && VISIONSSM_DT_PROJ=einsum python3 benchmarks/bench_vmamba.py \
       --models vmamba_tiny_s1l8 --no-baseline --time-budget 40 --out benchmarks/results/vmamba_variant_einsum.json" ;;
     ssdfinal) run ssdfinal 300 python3 benchmarks/bench_ssd.py --no-fla --budget 240 \
-      --out benchmarks/results/ssd_h100_run7.json ;;
+      --out benchmarks/results/ssd_h100_run${SSD_RUN:-7}.json ;;
     compile) run compile 170 python3 benchmarks/probe_compile.py ;;
     *) echo "unknown part $part" ;;
   esac
