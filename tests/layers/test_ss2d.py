@@ -257,3 +257,17 @@ def test_triton_mlp_option_matches(triton_device, monkeypatch):
     torch.testing.assert_close(y_t, y, rtol=1e-4, atol=1e-5)
     for a, b in zip(grads_t, grads):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_dt_proj_block_diagonal_gemm_matches_einsum(monkeypatch):
+    # The block-diagonal GEMM (default) and the per-route einsum give the same token-major delta.
+    from visionssm.layers.ss2d import RoutedSSM
+
+    g = torch.Generator().manual_seed(5)
+    dts = torch.randn(2, 7, 4, 3, generator=g, dtype=torch.float64)
+    weight = torch.randn(4, 5, 3, generator=g, dtype=torch.float64)
+    fast = RoutedSSM._dt_proj(dts, weight)
+    monkeypatch.setenv("VISIONSSM_DT_PROJ", "einsum")
+    slow = RoutedSSM._dt_proj(dts, weight)
+    assert fast.shape == slow.shape == (2, 7, 20) and fast.is_contiguous()
+    torch.testing.assert_close(fast, slow, rtol=1e-12, atol=1e-12)

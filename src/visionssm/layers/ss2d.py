@@ -24,6 +24,7 @@ import os
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 from ..ops.dwconv2d import depthwise_conv2d
 from ..ops.scan_routes import atrous_routes, cross_routes, multiscale_routes, routed_selective_scan
@@ -107,9 +108,11 @@ class RoutedSSM(nn.Module):
         weights (K, D, R) on a block diagonal (K*D, K*R). The per-route einsum ran as a batched GEMM whose
         (K, B*L, D) result then had to be copied into this layout (H100 profile of VMamba-T, batch 128: 1.5 ms
         of bmm plus 2.5 ms of copies per forward); the zero blocks cost K times the einsum's FLOPs, which at
-        R = 6..48 is still a few microseconds. ``VISIONSSM_DT_PROJ=einsum`` restores the einsum."""
+        R = 6..48 is still a few microseconds. ``VISIONSSM_DT_PROJ=einsum`` restores the einsum. Under a torch
+        dispatch mode (FlopCounterMode, fake tensors) the einsum runs too, so counted FLOPs stay the model's own
+        and not the zero blocks'."""
         batch, length, k, r = dts.shape
-        if os.environ.get("VISIONSSM_DT_PROJ") == "einsum":
+        if os.environ.get("VISIONSSM_DT_PROJ") == "einsum" or is_in_torch_dispatch_mode():
             return torch.einsum("blkr,kdr->blkd", dts, weight).reshape(batch, length, -1)
         return F.linear(dts.reshape(batch, length, k * r), torch.block_diag(*weight.to(dts.dtype).unbind(0)))
 
