@@ -25,7 +25,8 @@ def launch_config(batch: int, heads: int, length: int, chunk_size: int, headdim:
     Q = 64 when chunk_size allows and the rows need no segments: H100 GPU time at (64, 197, 12, 64, 64) 0.077 ms
     vs 0.085-0.108 at Q = 32; with segments, at (8, 6085, 12, 64, 64), 0.30-0.32 vs 0.28 (Q = 64 spills
     there: 255 registers, 12.5% occupancy; ncu, benchmarks/sweep_ssd.py). Larger states (headdim * N > 64 * 64)
-    take Q = 16 and 8 forward warps (at headdim = N = 128 the backward's shared memory is then 176 KB instead of 192 KB, and spills halve).
+    take Q = 16 and 8 forward warps (at headdim = N = 128 the backward's shared memory is then 176 KB instead
+    of 192 KB, and spills halve).
     Segments: rows (batch x heads) are cut into time segments when there are fewer than ``target`` / 2 rows
     (1024 for the forward, 2048 for the backward), about ``target`` programs in all. H100 sweep at
     (8, 6085, 12, 64, 64), GPU time of one forward: 0.28 ms at 1024 programs, 0.35 at 512 or 4096 (sweep_ssd);
