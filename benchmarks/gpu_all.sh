@@ -30,6 +30,12 @@ for part in "$@"; do
     profile) run profile 150 python3 -m visionssm.cli profile vim_tiny_patch16_224 --res 1248 --batch 8 --dtype bf16 --device cuda --ops 15 ;;
     sweep16) run sweep16 170 python3 benchmarks/sweep_scan.py "" "SMALLN_MAXN=16;SMALLN_CFG=1,2048,4" \
       "SMALLN_MAXN=16;SMALLN_CFG=1,1024,2" "SMALLN_MAXN=16;SMALLN_CFG=2,1024,4" "SMALLN_MAXN=16;SMALLN_CFG=1,4096,8" ;;
+    sweep16x) run sweep16x 400 python3 benchmarks/sweep_scan.py "" "SMALLN_MAXN=16" "SMALLN_MAXN=16;SMALLN_CFG=1,2048,4" \
+      "SMALLN_MAXN=16;SMALLN_CFG=1,1024,2" "SMALLN_MAXN=16;SMALLN_CFG=2,1024,4" "SMALLN_MAXN=16;SMALLN_CFG=4,512,4" \
+      "SMALLN_MAXN=16;SMALLN_CFG=2,2048,8" "SMALLN_MAXN=16;SMALLN_CFG=1,1024,1" ;;
+    probescan) run probescan 200 python3 benchmarks/probe_scan.py ;;
+    profhost) run profhost 150 python3 benchmarks/profile_host.py ;;
+    hostbreak) run hostbreak 100 python3 benchmarks/host_breakdown.py ;;
     ssdsweep) run ssdsweep 200 python3 benchmarks/bench_ssd.py --shapes 8,6085,12,64,64 --sweep --no-noncausal --no-fla --budget 170 \
       --out benchmarks/results/ssd_sweep_long.json ;;
     profvm) run profvm 110 python3 -m visionssm.cli profile vmamba_tiny_s1l8 --batch 128 --ops 40 ;;

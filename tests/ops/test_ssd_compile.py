@@ -36,15 +36,17 @@ SCRIPT = textwrap.dedent(
 
     flags = dict(HAS_D=True, D_PER_CHANNEL=False, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_H0=True, CHUNK=32,
                  BLOCK_P=64, BLOCK_N=64, PRECISION="tf32")
+    fwd = dict(flags, FOLD=False)  # the forward kernel's own switch
     for mode, carry in ((0, True), (1, True), (0, False)):
-        build(ssd_causal_fwd_kernel, dict(flags, MODE=mode, SAVE_STATES=True, CARRY=carry), 4)
-        build(ssd_causal_fwd_kernel, dict(flags, MODE=mode, SAVE_STATES=False, CARRY=carry, CHUNK=64), 4)  # inference
-        build(ssd_causal_fwd_kernel, dict(flags, MODE=mode, SAVE_STATES=False, CARRY=carry, CHUNK=64, BLOCK_P=32), 4)
+        build(ssd_causal_fwd_kernel, dict(fwd, MODE=mode, SAVE_STATES=True, CARRY=carry), 4)
+        build(ssd_causal_fwd_kernel, dict(fwd, MODE=mode, SAVE_STATES=False, CARRY=carry, CHUNK=64), 4)  # inference
+        build(ssd_causal_fwd_kernel, dict(fwd, MODE=mode, SAVE_STATES=False, CARRY=carry, CHUNK=64, BLOCK_P=32), 4)
         for warps in (4, 8):
             build(ssd_causal_bwd_kernel, dict(flags, MODE=mode, HAS_DLAST=True, CARRY=carry, SPLIT_P=warps == 4),
                   warps, stages=1)
-    build(ssd_causal_fwd_kernel, dict(flags, MODE=0, SAVE_STATES=True, PRECISION="ieee", CARRY=False), 4, "fp32")
-    build(ssd_causal_fwd_kernel, dict(flags, MODE=0, SAVE_STATES=True, CARRY=True), 2)  # segmented output pass
+    build(ssd_causal_fwd_kernel, dict(fwd, MODE=0, SAVE_STATES=True, PRECISION="ieee", CARRY=False), 4, "fp32")
+    build(ssd_causal_fwd_kernel, dict(fwd, MODE=0, SAVE_STATES=True, CARRY=True), 2)  # segmented output pass
+    build(ssd_causal_fwd_kernel, dict(fwd, MODE=0, SAVE_STATES=False, CARRY=True, FOLD=True), 2)  # folds segments
     blocks = dict(BLOCK_L=64, BLOCK_P=64, BLOCK_N=64, PRECISION="tf32", INTERLEAVED=True)
     build(nc.nc_state_kernel, dict(blocks, WEIGHTED=True, HAS_BIAS=True, SOFTPLUS=True), 4)
     build(nc.nc_readout_kernel, dict(blocks, HAS_D=True, D_PER_CHANNEL=True), 4)

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from visionssm.ops import _alloc
-from visionssm.ops.ssd import hsm_ssd, ssd_causal, ssd_noncausal
+from visionssm.ops.ssd import hsm_ssd, ssd_causal, ssd_noncausal, triton_causal
 from visionssm.ops.ssd.triton_causal import launch_config
 
 from .scan_cases import rel_err, run_with_grads
@@ -76,11 +76,13 @@ def test_triton_segments(triton_device, monkeypatch):
 
 @pytest.mark.parametrize("length,with_state,cfg", [(600, True, "16,4,8,256"), (330, False, "16,4,8,256"),
                                                    (600, True, "16,4,8,8,256")])
-def test_triton_many_segments(length, with_state, cfg, triton_device, monkeypatch):
+@pytest.mark.parametrize("fold", [False, True])
+def test_triton_many_segments(length, with_state, cfg, fold, triton_device, monkeypatch):
     # Up to 10 segments: the carries entering each come from one scan over the segments (segment_carry),
     # forward (initial state folded in) and backward (last-state grad folded in); the last case cuts the
-    # backward into more segments than the forward.
+    # backward into more segments than the forward. fold: the forward's output pass folds them in itself.
     monkeypatch.setenv("VISIONSSM_SSD_CFG", cfg)
+    monkeypatch.setattr(triton_causal, "FOLD_MAX_SEGMENTS", 64 if fold else 0)
     n_chunks = math.ceil(length / 16)
     fwd_seg = launch_config(1, 2, length, 16)[3]
     bwd_seg = launch_config(1, 2, length, 16, backward=True)[3]

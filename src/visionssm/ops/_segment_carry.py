@@ -17,6 +17,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from ._host import cdiv, next_pow2
 from .selective_scan.triton_smalln_fwd import _compose
 
 LOG2E = tl.constexpr(1.4426950408889634)
@@ -61,10 +62,10 @@ def segment_carry(seg_sum, seg_end, init, reverse: bool, coef=None, init_transpo
     seg_sum (rows, n_seg) or (rows, n_seg, n_cols); coef (n_el,) or None for log2(e); init (rows, ...) or None."""
     rows, n_seg = seg_sum.shape[:2]
     n_cols = seg_sum.shape[2] if seg_sum.dim() == 3 else 1
-    n_el = seg_end[0, 0].numel()
-    block_s = triton.next_power_of_2(n_seg)
-    block = min(triton.next_power_of_2(n_el), max(16, 4096 // block_s))
-    segment_carry_kernel[(rows, triton.cdiv(n_el, block))](
+    n_el = seg_end.numel() // (rows * n_seg)  # (not seg_end[0, 0]: indexing costs host time per call)
+    block_s = next_pow2(n_seg)
+    block = min(next_pow2(n_el), max(16, 4096 // block_s))
+    segment_carry_kernel[(rows, cdiv(n_el, block))](
         seg_sum, coef if coef is not None else seg_sum, seg_end, init if init is not None else seg_sum,
         n_seg, n_el, n_cols, HAS_COEF=coef is not None, HAS_INIT=init is not None, INIT_T=init_transposed,
         REVERSE=reverse, BLOCK_S=block_s, BLOCK=block, num_warps=4)

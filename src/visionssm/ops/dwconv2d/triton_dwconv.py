@@ -13,6 +13,7 @@ import triton
 import triton.language as tl
 
 from .. import _alloc
+from .._host import cdiv, next_pow2
 from .._recompute import recompute_grads
 from .reference import depthwise_conv2d_reference
 
@@ -56,9 +57,9 @@ def _launch(x, weight, bias, silu):
         _alloc.empty(B, C, H, W, dtype=x.dtype, device=x.device)
     w = weight.reshape(C, k * k).float().contiguous()
     b = bias.float().contiguous() if bias is not None else w
-    block_c = min(64, triton.next_power_of_2(C))
-    block_w = max(1, min(triton.next_power_of_2(W), 2048 // block_c))
-    grid = (B * H, triton.cdiv(W, block_w), triton.cdiv(C, block_c))
+    block_c = min(64, next_pow2(C))
+    block_w = max(1, min(next_pow2(W), 2048 // block_c))
+    grid = (B * H, cdiv(W, block_w), cdiv(C, block_c))
     dwconv2d_fwd_kernel[grid](x, w, b, y, H, W, C, *x.stride(), *y.stride(), K=k, HAS_B=bias is not None,
                               SILU=silu, BLOCK_W=block_w, BLOCK_C=block_c, num_warps=4)
     return y

@@ -14,6 +14,7 @@ import triton
 import triton.language as tl
 
 from .. import _alloc
+from .._host import cdiv, next_pow2
 from .reference import layer_norm_reference
 
 
@@ -38,11 +39,11 @@ def _ln_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, rows, C, eps, s_xr, s_yr,
 def _launch(x2, weight, bias, eps, out_dtype):
     rows, C = x2.shape
     y = _alloc.empty(rows, C, dtype=out_dtype, device=x2.device)
-    block_c = triton.next_power_of_2(C)
-    block_r = max(1, min(4096 // block_c, triton.next_power_of_2(rows)))  # ~4K elements per program
+    block_c = next_pow2(C)
+    block_r = max(1, min(4096 // block_c, next_pow2(rows)))  # ~4K elements per program
     warps = 4 if block_r * block_c <= 4096 else 8
     dummy = y
-    _ln_fwd_kernel[(triton.cdiv(rows, block_r),)](
+    _ln_fwd_kernel[(cdiv(rows, block_r),)](
         x2, weight if weight is not None else dummy, bias if bias is not None else dummy, y, rows, C, eps,
         x2.stride(0), y.stride(0), HAS_W=weight is not None, HAS_B=bias is not None, BLOCK_R=block_r,
         BLOCK_C=block_c, num_warps=warps,

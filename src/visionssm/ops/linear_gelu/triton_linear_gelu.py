@@ -13,6 +13,7 @@ import triton
 import triton.language as tl
 
 from .. import _alloc
+from .._host import cdiv, next_pow2
 from .._recompute import recompute_grads
 from . import linear_gelu_reference
 
@@ -52,10 +53,10 @@ def _forward(x2, weight, bias):
     N = weight.shape[0]
     y = _alloc.empty(M, N, dtype=x2.dtype, device=x2.device)
     bm, bn, bk, warps, stages = _config()
-    bk = max(16, min(bk, triton.next_power_of_2(K)))
+    bk = max(16, min(bk, next_pow2(K)))
     w = weight.float().contiguous() if x2.dtype == torch.float32 else weight.to(x2.dtype).contiguous()
     b = bias.float().contiguous() if bias is not None else w
-    grid = (triton.cdiv(M, bm), triton.cdiv(N, bn))
+    grid = (cdiv(M, bm), cdiv(N, bn))
     linear_gelu_kernel[grid](x2, w, b, y, M, N, K, x2.stride(0), w.stride(0), y.stride(0), HAS_B=bias is not None,
                              PRECISION="ieee" if x2.dtype == torch.float32 else "tf32",
                              UPCAST=os.environ.get("TRITON_INTERPRET") == "1", BLOCK_M=bm, BLOCK_N=bn,

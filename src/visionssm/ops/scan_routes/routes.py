@@ -95,7 +95,7 @@ def mhs_routes(H: int, W: int, pattern: str = "C", device=None) -> torch.Tensor:
         a = _spiral(H, W, device)
         mirror = (H - 1 - a // W) * W + a % W
         return _with_reversals(a, mirror)
-    raise ValueError(f"mhs_routes: unknown pattern {pattern!r}; choose one of 'C', 'X', 'S', 'Z'")
+    raise ValueError(f"mhs_routes: unknown pattern {pattern!r}; choose one of 'C", "X", "S", "Z'")
 
 
 def atrous_routes(H: int, W: int, step: int = 2, device=None) -> torch.Tensor:

@@ -6,9 +6,9 @@ import os
 import weakref
 
 import torch
-import triton
 
 from .. import _alloc
+from .._host import cached_on_env, cdiv, next_pow2
 from .triton_routed_bwd import routed_scan_bwd_kernel
 from .triton_routed_fwd import routed_scan_fwd_kernel
 
@@ -17,6 +17,7 @@ _T = int(os.environ.get("VISIONSSM_ROUTES_T", 8))  # forward steps per unrolled 
 _TARGET_PROGRAMS = 1024  # enough independent programs to hide each step's latency on a large GPU
 
 
+@cached_on_env("VISIONSSM_ROUTES_CFG", "VISIONSSM_SCAN_PROGRAMS")
 def launch_config(batch: int, dim: int, ch: int, nstate: int, length: int):
     """(BLOCK_D, BLOCK_N, CHUNK, num_warps, seg_len, n_seg). ``VISIONSSM_ROUTES_CFG=bd,chunk,warps`` overrides."""
     bd, chunk, warps = 32, 16, 1  # one channel per thread, as the plain scan (ops/selective_scan/triton_scan.py)
@@ -26,11 +27,11 @@ def launch_config(batch: int, dim: int, ch: int, nstate: int, length: int):
         raise ValueError(f"VISIONSSM_ROUTES_CFG: chunk={chunk} must be a multiple of {_T}")
     while ch % bd:
         bd //= 2
-    bn = triton.next_power_of_2(nstate)
+    bn = next_pow2(nstate)
     programs = batch * (dim // bd)
-    n_seg = max(1, min(triton.cdiv(_TARGET_PROGRAMS, programs), triton.cdiv(length, 4 * chunk)))
-    seg_len = triton.cdiv(triton.cdiv(length, n_seg), chunk) * chunk
-    n_seg = triton.cdiv(length, seg_len)
+    n_seg = max(1, min(cdiv(_TARGET_PROGRAMS, programs), cdiv(length, 4 * chunk)))
+    seg_len = cdiv(cdiv(length, n_seg), chunk) * chunk
+    n_seg = cdiv(length, seg_len)
     return bd, bn, chunk, warps, seg_len, n_seg
 
 
@@ -83,10 +84,11 @@ class _RoutedScan(torch.autograd.Function):
         y_dtype = out_dtype if not (merge or out_accum) else torch.float32
         out = _fill(y_dtype, zero and not route_order, batch, dim, lr if route_order else lmap, device=dev)
         save = any(ctx.needs_input_grad)
-        starts = _alloc.empty(batch, triton.cdiv(lr, chunk), nstate, dim, **f32) if save else out
+        starts = _alloc.empty(batch, cdiv(lr, chunk), nstate, dim, **f32) if save else out
         seg_end = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else out
         seg_sum = _alloc.empty(batch, n_seg, dim, **f32) if n_seg > 1 else out
-        At = (A * LOG2E).t().contiguous()  # (N, K*C): lays the state tile out one channel per thread
+        # (N, K*C) in one launch; transposed so the state tile is laid out one channel per thread.
+        At = torch.mul(A.t(), LOG2E, out=A.new_empty(A.shape[::-1]))
         opt = lambda t: t if t is not None else out
         args = (
             u, delta, At, B, C, opt(D), opt(delta_bias), idx, out, starts, seg_end, seg_sum,

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 
 import torch
-import triton
 
 from .. import _alloc
+from .._host import cached_on_env, cdiv, next_pow2
 from ..selective_scan.triton_smalln import MAX_NSTATE
 from .triton_routed_smalln_bwd import routed_smalln_bwd_kernel
 from .triton_routed_smalln_fwd import routed_smalln_fwd_kernel
@@ -24,6 +24,7 @@ def use_routed_smalln(nstate: int) -> bool:
     return nstate <= MAX_NSTATE and os.environ.get("VISIONSSM_ROUTES_SMALLN", "1") != "0"
 
 
+@cached_on_env("VISIONSSM_ROUTES_SMALLN_CFG")
 def routed_smalln_config(batch: int, dim: int, ch: int, nstate: int, length: int, token_major: bool = False):
     """(BLOCK_D, BLOCK_T, num_warps, seg_len, n_seg). ``VISIONSSM_ROUTES_SMALLN_CFG=bd,bt,warps`` overrides.
 
@@ -37,11 +38,11 @@ def routed_smalln_config(batch: int, dim: int, ch: int, nstate: int, length: int
         bd, bt, warps = (int(v) for v in os.environ["VISIONSSM_ROUTES_SMALLN_CFG"].split(","))
     while ch % bd:
         bd //= 2
-    bt = max(16, min(bt // triton.next_power_of_2(nstate), triton.next_power_of_2(length)))
+    bt = max(16, min(bt // next_pow2(nstate), next_pow2(length)))
     programs = batch * (dim // bd)
-    n_seg = max(1, min(triton.cdiv(_TARGET_PROGRAMS, programs), triton.cdiv(length, 2 * bt)))
-    seg_len = triton.cdiv(triton.cdiv(length, n_seg), bt) * bt
-    return bd, bt, warps, seg_len, triton.cdiv(length, seg_len)
+    n_seg = max(1, min(cdiv(_TARGET_PROGRAMS, programs), cdiv(length, 2 * bt)))
+    seg_len = cdiv(cdiv(length, n_seg), bt) * bt
+    return bd, bt, warps, seg_len, cdiv(length, seg_len)
 
 
 def _fill(dtype, zero, *shape, device):
@@ -86,10 +87,10 @@ def routed_smalln_forward(u, delta, A, B, C, D, delta_bias, idx, softplus, merge
         out = _fill(y_dtype, zero and not route_order, batch, n_out, dim, device=u.device).transpose(1, 2)
     else:
         out = _fill(y_dtype, zero and not route_order, batch, dim, n_out, device=u.device)
-    starts = _alloc.empty(batch, triton.cdiv(lr, bt), nstate, dim, **f32) if save else out
+    starts = _alloc.empty(batch, cdiv(lr, bt), nstate, dim, **f32) if save else out
     seg_end = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else out
     seg_sum = _alloc.empty(batch, n_seg, dim, **f32) if n_seg > 1 else out
-    At = (A * LOG2E).t().contiguous()
+    At = torch.mul(A.t(), LOG2E, out=A.new_empty(A.shape[::-1]))  # one launch
     opt = lambda t: t if t is not None else out
     args = (
         u, d_src, At, B, C, opt(D), opt(delta_bias), idx, out, starts, seg_end, seg_sum, opt(w), s_xk,
@@ -100,7 +101,7 @@ def routed_smalln_forward(u, delta, A, B, C, D, delta_bias, idx, softplus, merge
         HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus, U_SHARED=u_shared,
         ACCUM=out_accum or merge_out, MERGE_OUT=merge_out, OUT_AT_STEP=route_order, SAVE_STARTS=save,
         DT_RANK=rank, BLOCK_D=bd, BLOCK_T=bt,
-        BLOCK_N=triton.next_power_of_2(nstate), num_warps=warps,
+        BLOCK_N=next_pow2(nstate), num_warps=warps,
     )
     grid = (batch, dim // bd, n_seg)
     if n_seg > 1:
@@ -155,7 +156,7 @@ class RoutedSmallNScan(torch.autograd.Function):
         flags = dict(
             HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus, U_SHARED=u_shared,
             G_SHARED=merge, G_AT_STEP=route_order, ACCUM=accum, BLOCK_D=bd, BLOCK_T=bt,
-            BLOCK_N=triton.next_power_of_2(nstate), num_warps=warps,
+            BLOCK_N=next_pow2(nstate), num_warps=warps,
         )
         grid = (batch, n_blk, n_seg)
         if n_seg > 1:

@@ -10,7 +10,8 @@ Steps run in chunks of T (unrolled); a chunk's token values are loaded one chunk
 Long sequences are cut into segments so that enough programs exist (``n_seg`` > 1). Then the kernel runs
 twice: MODE=1 computes each segment's end state from a zero start plus the sum of its deltas (the
 segment's total decay is exp(A * sum delta)); ops/_segment_carry.py turns those into the state entering
-every segment; MODE=0 (CARRY) starts from it and writes outputs. The state at every CHUNK-th step is
+every segment; MODE=0 (CARRY) starts from it and writes outputs. With few segments (FOLD) MODE=0 folds the
+earlier segments' ends in itself instead (no segment_carry launch). The state at every CHUNK-th step is
 saved (float32) for the backward pass.
 
 BIDIR (Vision Mamba's two directions in one launch): the channel axis is [forward dim | backward dim];
@@ -23,13 +24,9 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from .._softplus import softplus as _softplus
+
 LOG2E = tl.constexpr(1.4426950408889634)
-
-
-@triton.jit
-def _softplus(x):
-    # Same threshold as torch.nn.functional.softplus (identity above 20).
-    return tl.where(x > 20.0, x, tl.log(1.0 + tl.exp(tl.minimum(x, 20.0))))
 
 
 @triton.jit
@@ -111,7 +108,7 @@ def selective_scan_fwd_kernel(
     MODE: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr, SAVE_STARTS: tl.constexpr, CHUNK: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr, T: tl.constexpr, BIDIR: tl.constexpr,
-    CARRY: tl.constexpr,
+    CARRY: tl.constexpr, FOLD: tl.constexpr,
 ):
     # At: (N, dim) float32 = A^T * log2(e).  starts: (batch, n_chunks, N, dim); seg_end: (batch, n_seg, N, dim);
     # seg_sum: (batch, n_seg, dim); last: (batch, dim, N); all contiguous float32.
@@ -131,8 +128,14 @@ def selective_scan_fwd_kernel(
     Dv = tl.load(D_ptr + d) if HAS_D else 0.0
     bias = tl.load(bias_ptr + d) if HAS_BIAS else 0.0
     h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
-    if MODE == 0 and CARRY:  # the state entering this segment, earlier segments folded in (ops/_segment_carry.py)
-        h = _ld(seg_end_ptr + (pid_b * n_seg + pid_s) * n_state * dim + nd, nd_ok, EVEN_N)
+    if MODE == 0 and CARRY:
+        if FOLD:  # few segments: fold the earlier segments' ends in here (one launch fewer than segment_carry)
+            for s in range(0, pid_s):
+                ds = tl.load(seg_sum_ptr + (pid_b * n_seg + s) * dim + d)
+                e = _ld(seg_end_ptr + (pid_b * n_seg + s) * n_state * dim + nd, nd_ok, EVEN_N)
+                h = tl.exp2(ds[None, :] * A2) * h + e
+        else:  # the state entering this segment, earlier segments folded in (ops/_segment_carry.py)
+            h = _ld(seg_end_ptr + (pid_b * n_seg + pid_s) * n_state * dim + nd, nd_ok, EVEN_N)
     dsum = tl.zeros((BLOCK_D,), dtype=tl.float32)
     i0 = pid_s * seg_len
     i1 = tl.minimum(i0 + seg_len, L)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 
 import torch
-import triton
 
 from .. import _alloc
+from .._host import cached_on_env, cdiv, next_pow2
 from .._segment_carry import segment_carry
 from .reference import grouped_bc
 from .triton_bwd import selective_scan_bwd_kernel
@@ -18,8 +18,12 @@ LOG2E = 1.4426950408889634
 
 _T = 8  # forward steps per unrolled chunk (CHUNK is a multiple)
 _TARGET_PROGRAMS = 1024  # enough independent programs to hide each step's latency on a large GPU
+# Up to this many forward segments the output pass folds the earlier ones in itself: no segment_carry launch
+# (~50 us of host time on the H100 machine, benchmarks/host_breakdown.py) for a few cached loads per program.
+FOLD_MAX_SEGMENTS = 16
 
 
+@cached_on_env("VISIONSSM_SCAN_CFG", "VISIONSSM_SCAN_PROGRAMS")
 def launch_config(batch: int, dim: int, dim_per_group: int, nstate: int, length: int):
     """(BLOCK_D, BLOCK_N, CHUNK, num_warps, seg_len, n_seg). ``VISIONSSM_SCAN_CFG=bd,chunk,warps`` overrides."""
     bd, chunk, warps = 32, 16, 1  # one channel per thread (see triton_fwd.py); VISIONSSM_SCAN_CFG sweeps it
@@ -29,15 +33,16 @@ def launch_config(batch: int, dim: int, dim_per_group: int, nstate: int, length:
         raise ValueError(f"VISIONSSM_SCAN_CFG: chunk={chunk} must be a multiple of {_T}")
     while dim_per_group % bd:
         bd //= 2
-    bn = triton.next_power_of_2(nstate)
+    bn = next_pow2(nstate)
     programs = batch * (dim // bd)
     target = int(os.environ.get("VISIONSSM_SCAN_PROGRAMS", _TARGET_PROGRAMS))
-    n_seg = max(1, min(triton.cdiv(target, programs), triton.cdiv(length, 4 * chunk)))
-    seg_len = triton.cdiv(triton.cdiv(length, n_seg), chunk) * chunk
-    n_seg = triton.cdiv(length, seg_len)
+    n_seg = max(1, min(cdiv(target, programs), cdiv(length, 4 * chunk)))
+    seg_len = cdiv(cdiv(length, n_seg), chunk) * chunk
+    n_seg = cdiv(length, seg_len)
     return bd, bn, chunk, warps, seg_len, n_seg
 
 
+@cached_on_env("VISIONSSM_SCAN_MAXNREG")
 def register_cap() -> dict:
     """``VISIONSSM_SCAN_MAXNREG=n``: cap registers per thread (for sweeps). The fwd/bwd kernels take 255 at
     N = 16 (8 one-warp programs per SM); a cap of 128 doubles that at the price of ~0.5 KB per thread of
@@ -68,10 +73,11 @@ class _TritonScan(torch.autograd.Function):
         out = _alloc.empty(batch, dim, length, dtype=u.dtype, device=dev) if bidir else _alloc.empty_like(u)
         last = _alloc.empty(batch, dim, nstate, **f32)
         save = any(ctx.needs_input_grad)
-        starts = _alloc.empty(batch, triton.cdiv(length, chunk), nstate, dim, **f32) if save else last
+        starts = _alloc.empty(batch, cdiv(length, chunk), nstate, dim, **f32) if save else last
         seg_end = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else last
         seg_sum = _alloc.empty(batch, n_seg, dim, **f32) if n_seg > 1 else last
-        At = (A * LOG2E).t().contiguous()  # (N, dim): lays the state tile out one channel per thread
+        # (N, dim) in one launch; transposed so the state tile is laid out one channel per thread.
+        At = torch.mul(A.t(), LOG2E, out=A.new_empty(A.shape[::-1]))
         opt = lambda t: t if t is not None else out
         second = (u2, delta2, B2, C2) if bidir else (u, delta, B, C)
         args = (
@@ -82,12 +88,13 @@ class _TritonScan(torch.autograd.Function):
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
             REVERSE=reverse, SAVE_STARTS=save, CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn, EVEN_N=bn == nstate, T=_T,
-            BIDIR=bidir, CARRY=n_seg > 1, num_warps=warps, **register_cap(),
+            BIDIR=bidir, CARRY=n_seg > 1, FOLD=1 < n_seg <= FOLD_MAX_SEGMENTS, num_warps=warps, **register_cap(),
         )
         grid = (batch, dim // bd, n_seg)
         if n_seg > 1:
             selective_scan_fwd_kernel[grid](*args, MODE=1, **flags)
-            segment_carry(seg_sum, seg_end, None, reverse=False, coef=At)
+            if not flags["FOLD"]:
+                segment_carry(seg_sum, seg_end, None, reverse=False, coef=At)
         selective_scan_fwd_kernel[grid](*args, MODE=0, **flags)
         ctx.save_for_backward(u, delta, At, B, C, D, z, delta_bias, starts, seg_sum, *(second if bidir else ()))
         ctx.cfg = (softplus, reverse, bd, bn, chunk, warps, seg_len, n_seg, bidir)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 
 import torch
-import triton
 
 from .. import _alloc
+from .._host import cached_on_env, cdiv, next_pow2
 from .triton_smalln_bwd import smalln_bwd_kernel
 from .triton_smalln_fwd import smalln_fwd_kernel
 
@@ -24,6 +24,7 @@ def use_smalln(nstate: int) -> bool:
     return nstate <= limit and os.environ.get("VISIONSSM_SCAN_SMALLN", "1") != "0"
 
 
+@cached_on_env("VISIONSSM_SCAN_SMALLN_CFG", "VISIONSSM_SCAN_PROGRAMS")
 def smalln_config(batch: int, dim: int, dim_per_group: int, nstate: int, length: int):
     """(BLOCK_D, BLOCK_T, num_warps, seg_len, n_seg). ``VISIONSSM_SCAN_SMALLN_CFG=bd,bt,warps`` overrides."""
     bd, bt, warps = 4, 128, 4  # H100 sweep at (64, 384, 3136, 1): fwd+bwd 1.62 ms vs 2.28 ms with 256 tokens
@@ -32,12 +33,12 @@ def smalln_config(batch: int, dim: int, dim_per_group: int, nstate: int, length:
     while dim_per_group % bd:
         bd //= 2
     # bt is the N = 1 tile; larger N shrink it to keep ~8 state values per thread (no spills, see ptxas -v).
-    bt = max(16, min(bt // triton.next_power_of_2(nstate), triton.next_power_of_2(length)))
+    bt = max(16, min(bt // next_pow2(nstate), next_pow2(length)))
     programs = batch * (dim // bd)
     target = int(os.environ.get("VISIONSSM_SCAN_PROGRAMS", _TARGET_PROGRAMS))
-    n_seg = max(1, min(triton.cdiv(target, programs), triton.cdiv(length, 2 * bt)))
-    seg_len = triton.cdiv(triton.cdiv(length, n_seg), bt) * bt
-    return bd, bt, warps, seg_len, triton.cdiv(length, seg_len)
+    n_seg = max(1, min(cdiv(target, programs), cdiv(length, 2 * bt)))
+    seg_len = cdiv(cdiv(length, n_seg), bt) * bt
+    return bd, bt, warps, seg_len, cdiv(length, seg_len)
 
 
 def _strides(t, n=3):
@@ -56,10 +57,10 @@ class SmallNScan(torch.autograd.Function):
         out = _alloc.empty_like(u)
         last = _alloc.empty(batch, dim, nstate, **f32)
         save = any(ctx.needs_input_grad)
-        starts = _alloc.empty(batch, triton.cdiv(length, bt), nstate, dim, **f32) if save else last
+        starts = _alloc.empty(batch, cdiv(length, bt), nstate, dim, **f32) if save else last
         seg_end = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else last
         seg_sum = _alloc.empty(batch, n_seg, dim, **f32) if n_seg > 1 else last
-        At = (A * LOG2E).t().contiguous()
+        At = torch.mul(A.t(), LOG2E, out=A.new_empty(A.shape[::-1]))  # one launch
         opt = lambda t: t if t is not None else out
         args = (
             u, delta, At, B, C, opt(D), opt(z), opt(delta_bias), out, last, starts, seg_end, seg_sum,
@@ -68,7 +69,7 @@ class SmallNScan(torch.autograd.Function):
         )
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
-            REVERSE=reverse, SAVE_STARTS=save, BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=triton.next_power_of_2(nstate),
+            REVERSE=reverse, SAVE_STARTS=save, BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=next_pow2(nstate),
             num_warps=warps,
         )
         grid = (batch, dim // bd, n_seg)
@@ -108,7 +109,7 @@ class SmallNScan(torch.autograd.Function):
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
             REVERSE=reverse, HAS_DLAST=dlast is not None, BLOCK_D=bd, BLOCK_T=bt,
-            BLOCK_N=triton.next_power_of_2(nstate), num_warps=warps,
+            BLOCK_N=next_pow2(nstate), num_warps=warps,
         )
         grid = (batch, n_blk, n_seg)
         if n_seg > 1:

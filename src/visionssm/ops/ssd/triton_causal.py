@@ -5,14 +5,20 @@ from __future__ import annotations
 import os
 
 import torch
-import triton
 
 from .. import _alloc
+from .._host import cached_on_env, cdiv, next_pow2
 from .._segment_carry import segment_carry
 from .triton_causal_bwd import ssd_causal_bwd_kernel
 from .triton_causal_fwd import ssd_causal_fwd_kernel
 
+# Up to this many forward segments the output pass folds the earlier segments in itself (no segment_carry
+# launch). Host-bound timing loops see every launch: ~50 us each on the H100 machine's host (benchmarks/
+# host_breakdown.py), more than the few L2-resident state loads per program this costs.
+FOLD_MAX_SEGMENTS = 16
 
+
+@cached_on_env("VISIONSSM_SSD_CFG")
 def launch_config(batch: int, heads: int, length: int, chunk_size: int, headdim: int = 64, nstate: int = 64,
                   backward: bool = False, inference: bool = False):
     """(CHUNK, n_chunks, seg_chunks, n_seg, fwd_warps, bwd_warps); ``backward=True``: the backward's segments;
@@ -45,11 +51,11 @@ def launch_config(batch: int, heads: int, length: int, chunk_size: int, headdim:
     if inference and chunk_size >= 64 and bp * bn <= 64 * 64 and batch * heads * 2 > target:
         chunk = 64
     chunk = 1 << (chunk.bit_length() - 1)
-    n_chunks = triton.cdiv(length, chunk)
+    n_chunks = cdiv(length, chunk)
     target = bwd_target if backward else target
-    n_seg = max(1, min(target // (batch * heads), triton.cdiv(n_chunks, 4)))
-    seg_chunks = triton.cdiv(n_chunks, n_seg)
-    n_seg = triton.cdiv(n_chunks, seg_chunks)
+    n_seg = max(1, min(target // (batch * heads), cdiv(n_chunks, 4)))
+    seg_chunks = cdiv(n_chunks, n_seg)
+    n_seg = cdiv(n_chunks, seg_chunks)
     if n_seg > 1 and chunk == 32 and fwd_warps == 4 and not os.environ.get("VISIONSSM_SSD_CFG"):
         # Segmented rows: the output pass at 2 warps. H100 GPU time of one forward at (8, 6085, 12, 64, 64):
         # 0.264 ms vs 0.303 at 4 warps and 0.46 at 8 (the 4-warp pass held 224 registers per thread, 2 programs
@@ -59,9 +65,10 @@ def launch_config(batch: int, heads: int, length: int, chunk_size: int, headdim:
 
 
 def _blocks(headdim: int, nstate: int):
-    return max(16, triton.next_power_of_2(headdim)), max(16, triton.next_power_of_2(nstate))
+    return max(16, next_pow2(headdim)), max(16, next_pow2(nstate))
 
 
+@cached_on_env("VISIONSSM_SSD_BLOCKP")
 def _p_split(headdim: int, nstate: int) -> tuple[int, int]:
     """(forward, backward) headdim block of one program; whole rows unless ``VISIONSSM_SSD_BLOCKP=fwd,bwd``.
 
@@ -75,6 +82,7 @@ def _p_split(headdim: int, nstate: int) -> tuple[int, int]:
     return min(bp, max(16, fw)), min(bp, max(16, bw))
 
 
+@cached_on_env("VISIONSSM_SSD_STAGES")
 def _stages() -> tuple[dict, dict]:
     """Software-pipelining depth of the forward and backward chunk loops. The backward runs unpipelined:
     H100, GPU time of one forward+backward, 1.89 vs 2.00 ms at (8, 6085, 12, 64, 64) and 0.60 vs 0.63 ms at
@@ -98,7 +106,7 @@ class _TritonSSDCausal(torch.autograd.Function):
         groups, nstate = B.shape[2], B.shape[3]
         bp, bn = _blocks(headdim, nstate)
         fbp = _p_split(headdim, nstate)[0]
-        n_pblk = triton.cdiv(headdim, fbp)
+        n_pblk = cdiv(headdim, fbp)
         chunk, n_chunks, seg_chunks, n_seg, fwd_warps, bwd_warps = launch_config(
             batch * n_pblk, heads, length, chunk_size, headdim, nstate, inference=not save)
         dev = x.device
@@ -118,13 +126,15 @@ class _TritonSSDCausal(torch.autograd.Function):
         flags = dict(
             HAS_D=D is not None, D_PER_CHANNEL=D is not None and D.dim() == 2, HAS_Z=z is not None,
             HAS_BIAS=dt_bias is not None, SOFTPLUS=softplus, HAS_H0=h0 is not None, SAVE_STATES=save,
-            CARRY=n_seg > 1, CHUNK=chunk, BLOCK_P=fbp, BLOCK_N=bn, PRECISION=_precision(x.dtype), num_warps=fwd_warps,
+            CARRY=n_seg > 1, FOLD=1 < n_seg <= FOLD_MAX_SEGMENTS, CHUNK=chunk, BLOCK_P=fbp, BLOCK_N=bn,
+            PRECISION=_precision(x.dtype), num_warps=fwd_warps,
         )
         grid = (batch * heads, n_seg, n_pblk)
         if n_seg > 1:
             # The summary pass holds no output tiles: 4 warps whatever the output pass takes.
             ssd_causal_fwd_kernel[grid](*args, MODE=1, **dict(flags, num_warps=4), **_stages()[0])
-            segment_carry(seg_sum, seg_end, h0, reverse=False)
+            if not flags["FOLD"]:
+                segment_carry(seg_sum, seg_end, h0, reverse=False)
         ssd_causal_fwd_kernel[grid](*args, MODE=0, **flags, **_stages()[0])
         ctx.save_for_backward(x, dt, A, B, C, D, z, dt_bias, h0, states)
         ctx.cfg = (softplus, chunk_size, bwd_warps, bp, bn)
@@ -139,7 +149,7 @@ class _TritonSSDCausal(torch.autograd.Function):
         groups, nstate = B.shape[2], B.shape[3]
         # The backward's own time segments (the forward saved the state entering every chunk, whatever its own).
         bbp = _p_split(headdim, nstate)[1]
-        n_pblk = triton.cdiv(headdim, bbp)
+        n_pblk = cdiv(headdim, bbp)
         chunk, n_chunks, seg_chunks, n_seg, _, _ = launch_config(batch * n_pblk, heads, length, chunk_size, headdim,
                                                                  nstate, backward=True)
         dev = x.device

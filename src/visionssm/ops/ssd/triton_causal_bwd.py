@@ -14,6 +14,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from .._softplus import softplus as _softplus
+
 
 @triton.jit
 def _dot(a, b, DT: tl.constexpr, PRECISION: tl.constexpr):
@@ -97,7 +99,7 @@ def ssd_causal_bwd_kernel(
             raw += bias
         dt = raw
         if SOFTPLUS:
-            dt = tl.where(raw > 20.0, raw, tl.log(1.0 + tl.exp(tl.minimum(raw, 20.0))))
+            dt = _softplus(raw)
         dt = tl.where(t_ok, dt, 0.0)
         a = dt * A
         cs = tl.cumsum(a, 0)

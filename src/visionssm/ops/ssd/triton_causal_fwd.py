@@ -13,7 +13,8 @@ chunk's C B^T and decays): half the registers per program at headdim 64, so more
 Long sequences with few (batch, head) rows are cut into ``n_seg`` segments of whole chunks. Then the kernel runs
 twice: MODE=1 gives each segment's end state from a zero start and its total log-decay; ops/_segment_carry.py
 turns those into the state entering every segment (h0 included); MODE=0 (CARRY) starts from it, then writes
-outputs (and, for the backward pass, the state entering every chunk).
+outputs (and, for the backward pass, the state entering every chunk). With few segments (FOLD) MODE=0 folds the
+earlier segments' ends in itself instead: a few L2-resident loads per program against one more launch.
 """
 
 from __future__ import annotations
@@ -21,11 +22,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-
-@triton.jit
-def _softplus(x):
-    # Same threshold as torch.nn.functional.softplus (identity above 20).
-    return tl.where(x > 20.0, x, tl.log(1.0 + tl.exp(tl.minimum(x, 20.0))))
+from .._softplus import softplus as _softplus
 
 
 @triton.jit
@@ -41,7 +38,8 @@ def ssd_causal_fwd_kernel(
     s_yb, s_yl, s_yh, s_yp,
     MODE: tl.constexpr, HAS_D: tl.constexpr, D_PER_CHANNEL: tl.constexpr, HAS_Z: tl.constexpr,
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr, SAVE_STATES: tl.constexpr,
-    CARRY: tl.constexpr, CHUNK: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
+    CARRY: tl.constexpr, FOLD: tl.constexpr, CHUNK: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):
     # Float32 buffers, contiguous: h0, last (batch*heads, P, N); seg_end (batch*heads, n_seg, P, N);
     # seg_sum (batch*heads, n_seg). states (batch*heads, n_chunks, P, N) in x's dtype: the readout's dot already
@@ -71,10 +69,15 @@ def ssd_causal_fwd_kernel(
             Dv = tl.load(D_ptr + h)
     state = tl.zeros((BLOCK_P, BLOCK_N), dtype=tl.float32)
     if MODE == 0:
-        if CARRY:  # the state entering this segment, h0 and all earlier segments folded in (segment_carry)
+        if CARRY and not FOLD:  # the state entering this segment, h0 and earlier segments folded in (segment_carry)
             state = tl.load(seg_end_ptr + (pid_bh * n_seg + pid_s) * PN + pn, mask=pn_ok, other=0.0)
         elif HAS_H0:
             state = tl.load(h0_ptr + pid_bh * PN + pn, mask=pn_ok, other=0.0)
+        if CARRY and FOLD:  # few segments: fold the earlier ones here, one launch fewer than segment_carry
+            for s in range(0, pid_s):
+                tot = tl.load(seg_sum_ptr + pid_bh * n_seg + s)
+                end = tl.load(seg_end_ptr + (pid_bh * n_seg + s) * PN + pn, mask=pn_ok, other=0.0)
+                state = tl.exp(tot) * state + end
     total = tl.sum(tl.zeros((CHUNK,), dtype=tl.float32), 0)
     x_base = x_ptr + b * s_xb + h * s_xh
     t_base = dt_ptr + b * s_tb + h * s_th

@@ -15,6 +15,7 @@ import triton
 import triton.language as tl
 
 from .. import _alloc
+from .._host import cdiv, next_pow2
 from .chunked import hsm_mix_readout
 
 _BLOCK_D = 64
@@ -110,7 +111,7 @@ def hsm_state_bwd_kernel(
 
 
 def _config(dim, nstate, dtype):
-    return max(16, triton.next_power_of_2(nstate)), "ieee" if dtype == torch.float32 else "tf32"
+    return max(16, next_pow2(nstate)), "ieee" if dtype == torch.float32 else "tf32"
 
 
 class _TritonHSMState(torch.autograd.Function):
@@ -121,7 +122,7 @@ class _TritonHSMState(torch.autograd.Function):
         bn, prec = _config(dim, nstate, x.dtype)
         h = _alloc.empty(batch, dim, nstate, dtype=x.dtype, device=x.device)
         lse = _alloc.empty(batch, nstate, dtype=torch.float32, device=x.device)
-        hsm_state_fwd_kernel[(batch, triton.cdiv(dim, _BLOCK_D))](
+        hsm_state_fwd_kernel[(batch, cdiv(dim, _BLOCK_D))](
             x, dt, B, A if A is not None else lse, h, lse, dim, nstate, length,
             HAS_A=A is not None, BLOCK_D=_BLOCK_D, BLOCK_N=bn, BLOCK_L=_BLOCK_L, PRECISION=prec, num_warps=_WARPS,
         )
@@ -140,7 +141,7 @@ class _TritonHSMState(torch.autograd.Function):
         a = _alloc.empty(batch, nstate, length, **f32)
         ga = _alloc.empty(batch, nstate, length, **f32)
         rowsum = torch.zeros(batch, nstate, **f32)
-        hsm_state_bwd_kernel[(batch, triton.cdiv(length, _BLOCK_L))](
+        hsm_state_bwd_kernel[(batch, cdiv(length, _BLOCK_L))](
             x, dt, B, A if A is not None else lse, lse, dh.contiguous(), dx, dB, a, ga, rowsum, dim, nstate, length,
             HAS_A=A is not None, BLOCK_D=_BLOCK_D, BLOCK_N=bn, BLOCK_L=_BLOCK_L, PRECISION=prec, num_warps=_WARPS,
         )

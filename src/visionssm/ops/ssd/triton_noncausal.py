@@ -15,6 +15,8 @@ import triton
 import triton.language as tl
 
 from .. import _alloc
+from .._host import cdiv, next_pow2
+from .._softplus import softplus as _softplus
 
 _TARGET_PROGRAMS = 512
 _BLOCK_L = 64
@@ -28,7 +30,7 @@ def _weights(dt_ptr, A_ptr, bias_ptr, h, t, t_ok, HAS_BIAS: tl.constexpr, SOFTPL
         raw += tl.load(bias_ptr + h)
     dt = raw
     if SOFTPLUS:
-        dt = tl.where(raw > 20.0, raw, tl.log(1.0 + tl.exp(tl.minimum(raw, 20.0))))
+        dt = _softplus(raw)
     dt = tl.where(t_ok, dt, 0.0)
     return dt, dt * tl.load(A_ptr + h), raw
 
@@ -185,7 +187,7 @@ def nc_bwd_kernel(
 
 
 def _blocks(headdim, nstate):
-    return max(16, triton.next_power_of_2(headdim)), max(16, triton.next_power_of_2(nstate))
+    return max(16, next_pow2(headdim)), max(16, next_pow2(nstate))
 
 
 def _precision(dtype):
@@ -196,9 +198,9 @@ def _reduce(v, dt, A, bias, k, S, weighted, softplus, interleaved):
     """S (zero-filled, float32) += per-head sum over tokens of (w) v^T k."""
     batch, length, heads, headdim = v.shape
     groups, nstate = k.shape[2], k.shape[3]
-    n_split = max(1, min(triton.cdiv(_TARGET_PROGRAMS, batch * heads), triton.cdiv(length, 4 * _BLOCK_L)))
-    split_len = triton.cdiv(triton.cdiv(length, n_split), _BLOCK_L) * _BLOCK_L
-    n_split = triton.cdiv(length, split_len)
+    n_split = max(1, min(cdiv(_TARGET_PROGRAMS, batch * heads), cdiv(length, 4 * _BLOCK_L)))
+    split_len = cdiv(cdiv(length, n_split), _BLOCK_L) * _BLOCK_L
+    n_split = cdiv(length, split_len)
     bp, bn = _blocks(headdim, nstate)
     nc_state_kernel[(batch * heads, n_split)](
         v, dt, A, bias if bias is not None else A, k, S,
@@ -218,7 +220,7 @@ class _TritonSSDNonCausal(torch.autograd.Function):
         _reduce(x, dt, A, dt_bias, B, S, True, softplus, interleaved)
         y = _alloc.empty(batch, length, heads, headdim, dtype=x.dtype, device=x.device)
         bp, bn = _blocks(headdim, nstate)
-        nc_readout_kernel[(batch * heads, triton.cdiv(length, _BLOCK_L))](
+        nc_readout_kernel[(batch * heads, cdiv(length, _BLOCK_L))](
             x, C, D if D is not None else S, S, y,
             length, heads, groups, heads // groups, headdim, nstate,
             *x.stride(), *C.stride(), *y.stride(),
@@ -248,7 +250,7 @@ class _TritonSSDNonCausal(torch.autograd.Function):
         dA, dbias = sums[:heads], sums[heads : 2 * heads] if dt_bias is not None else None
         dD = sums[2 * heads :].view(D.shape) if D is not None else None
         bp, bn = _blocks(headdim, nstate)
-        nc_bwd_kernel[(batch * heads, triton.cdiv(length, _BLOCK_L))](
+        nc_bwd_kernel[(batch * heads, cdiv(length, _BLOCK_L))](
             x, dt, A, dt_bias if dt_bias is not None else A, B, D if D is not None else A, S, dS, dy,
             dx, ddt, dA, dB, dC, dD if dD is not None else dA, dbias if dbias is not None else dA,
             length, heads, groups, rep, headdim, nstate,

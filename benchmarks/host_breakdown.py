@@ -1,0 +1,80 @@
+"""Host microseconds per call of the pieces of one selective-scan forward (tiny problem, GPU never limits):
+the op as a whole, its Triton launch alone, and the torch glue around it. Prints a table.
+
+    python benchmarks/host_breakdown.py
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_scan import make_inputs  # noqa: E402
+
+from visionssm.ops.selective_scan import selective_scan, triton_scan  # noqa: E402
+from visionssm.ops.ssd import ssd_causal, triton_causal  # noqa: E402
+
+
+def per_call(fn, n=2000):
+    for _ in range(50):
+        fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / n * 1e6
+
+
+def captured_launch(kernel, call):
+    """(kernel launch alone) of the last launch of ``kernel`` made by ``call``."""
+    seen = {}
+    orig = kernel.run
+
+    def spy(*a, **k):
+        seen["a"], seen["k"] = a, dict(k)
+        return orig(*a, **k)
+
+    kernel.run = spy
+    try:
+        call()
+    finally:
+        kernel.run = orig
+    a, k = seen["a"], seen["k"]
+    return lambda: orig(*a, **k)
+
+
+def main():
+    x = make_inputs(2, 64, 16, 16, torch.bfloat16)
+    A = x["A"]
+    rows = []
+    with torch.no_grad():
+        scan = lambda: selective_scan(**x, delta_softplus=True, backend="triton")
+        rows.append(("selective_scan (whole op)", per_call(scan)))
+        direct = lambda: triton_scan.selective_scan_triton(**x, delta_softplus=True)
+        rows.append(("selective_scan_triton (no checks)", per_call(direct)))
+        launch = captured_launch(triton_scan.selective_scan_fwd_kernel, scan)
+        rows.append(("  Triton launch of the fwd kernel", per_call(launch)))
+        rows.append(("  (A * LOG2E).t().contiguous()", per_call(lambda: (A * 1.4427).t().contiguous())))
+        rows.append(("  _n_contiguous(B)", per_call(lambda: triton_scan._n_contiguous(x["B"]))))
+        rows.append(("  torch.empty", per_call(lambda: torch.empty(2, 64, 16, device="cuda"))))
+        rows.append(("  launch_config", per_call(lambda: triton_scan.launch_config(2, 64, 64, 16, 16))))
+        g = torch.Generator(device="cuda").manual_seed(0)
+        r = lambda *s: torch.randn(*s, generator=g, device="cuda")
+        b, L, h, p, n = 2, 64, 12, 64, 64
+        s = dict(x=r(b, L, h, p).bfloat16(), dt=r(b, L, h).bfloat16(), A=-r(h).abs(), B=r(b, L, 1, n).bfloat16(),
+                 C=r(b, L, 1, n).bfloat16(), D=r(h), dt_bias=r(h))
+        ssd = lambda: ssd_causal(**s, chunk_size=64, dt_softplus=True, backend="triton")
+        rows.append(("ssd_causal (whole op)", per_call(ssd)))
+        launch = captured_launch(triton_causal.ssd_causal_fwd_kernel, ssd)
+        rows.append(("  Triton launch of the fwd kernel", per_call(launch)))
+    for name, us in rows:
+        print(f"{name:<42} {us:8.1f} us")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Host-side helpers of the op wrappers: what runs in Python before every kernel launch is kept cheap.
+
+Small problems are launch-bound, and timing loops (do_bench) see every microsecond between an op's start and its
+last launch. Triton's cdiv / next_power_of_2 are constexpr functions (about a microsecond per Python call, more on
+a slow host); these are plain arithmetic. Launch configurations are cached on their arguments and on the
+``VISIONSSM_*`` variables that override them.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def next_pow2(n: int) -> int:
+    """Smallest power of two >= n (1 for n <= 1)."""
+    return 1 if n <= 1 else 1 << (n - 1).bit_length()
+
+
+def cached_on_env(*names: str):
+    """Memoise a pure launch-config function on its arguments and the current values of env variables ``names``
+    (the ones it reads), so a changed override still takes effect. Results are shared: return tuples, or dicts
+    that callers only unpack."""
+
+    def deco(fn):
+        @functools.lru_cache(maxsize=1024)
+        def cached(env, *args, **kwargs):
+            return fn(*args, **kwargs)
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            return cached(tuple(os.environ.get(n) for n in names), *args, **kwargs)
+
+        wrapper.uncached = fn
+        return wrapper
+
+    return deco
