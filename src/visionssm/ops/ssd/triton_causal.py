@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -20,7 +21,7 @@ FOLD_MAX_SEGMENTS = 16
 
 @cached_on_env("VISIONSSM_SSD_CFG")
 def launch_config(batch: int, heads: int, length: int, chunk_size: int, headdim: int = 64, nstate: int = 64,
-                  backward: bool = False, inference: bool = False):
+                  backward: bool = False, inference: bool = False, n_sm: int = 132):
     """(CHUNK, n_chunks, seg_chunks, n_seg, fwd_warps, bwd_warps); ``backward=True``: the backward's segments;
     ``inference=True``: a forward that saves nothing for a backward.
 
@@ -61,7 +62,19 @@ def launch_config(batch: int, heads: int, length: int, chunk_size: int, headdim:
         # 0.264 ms vs 0.303 at 4 warps and 0.46 at 8 (the 4-warp pass held 224 registers per thread, 2 programs
         # per SM; benchmarks/sweep_ssd.py). Whole rows on 64-token chunks keep 4 (0.079 vs 0.100 ms).
         fwd_warps = 2
+        if not backward:
+            # Then as many segments as fill one wave of the 2-warp pass (4 programs per SM on sm_90): on the
+            # H100 (132 SMs) at (8, 6085, 12, 64, 64) that is 5 segments, 0.235 ms GPU time vs 0.254 with 10 (1.8
+            # waves), 0.280 with 8 (1.45 waves) and 0.274 with 4 (sweep_ssd.py).
+            n_seg = max(2, min((4 * n_sm) // (batch * heads), cdiv(n_chunks, 4)))
+            seg_chunks = cdiv(n_chunks, n_seg)
+            n_seg = cdiv(n_chunks, seg_chunks)
     return chunk, n_chunks, seg_chunks, n_seg, fwd_warps, bwd_warps
+
+
+@functools.cache
+def _sm_count(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 132
 
 
 def _blocks(headdim: int, nstate: int):
@@ -108,7 +121,7 @@ class _TritonSSDCausal(torch.autograd.Function):
         fbp = _p_split(headdim, nstate)[0]
         n_pblk = cdiv(headdim, fbp)
         chunk, n_chunks, seg_chunks, n_seg, fwd_warps, bwd_warps = launch_config(
-            batch * n_pblk, heads, length, chunk_size, headdim, nstate, inference=not save)
+            batch * n_pblk, heads, length, chunk_size, headdim, nstate, inference=not save, n_sm=_sm_count(x.device))
         dev = x.device
         f32 = dict(dtype=torch.float32, device=dev)
         y = _alloc.empty(batch, length, heads, headdim, dtype=x.dtype, device=dev)
