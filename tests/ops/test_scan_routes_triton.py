@@ -136,6 +136,25 @@ def test_triton_under_inference_mode(triton_device):
     assert rel_err(y, ref) < 1e-5
 
 
+@pytest.mark.parametrize("H,W", [(28, 28), (4, 6)])
+def test_smalln_routes_inference_config(H, W, triton_device):
+    # No grad, token-major inputs (SS2D in eval): one-warp tiles, 32 channels x 16 steps on long routes,
+    # 16 x 32 on short ones; outputs as the reference.
+    from visionssm.ops.scan_routes.triton_routed_smalln import routed_smalln_config
+
+    cfg = routed_smalln_config(1, 128, 32, 1, H * W, True, True)[:3]
+    assert cfg == ((32, 16, 1) if H * W >= 784 else (16, 32, 1))
+    index = cross_routes(H, W).to(triton_device)
+    x = make_route_inputs(1, 32, 4, H * W, 1, seed=7)
+    token_major = lambda t: t.transpose(1, -1).contiguous().transpose(1, -1) if t.dim() >= 3 else t
+    with torch.no_grad():
+        ref = routed_selective_scan(**{k: v.double() for k, v in x.items()}, index=index.cpu(), backend="reference")
+        with _alloc.poisoned_outputs():
+            y = routed_selective_scan(**{k: token_major(v.float().to(triton_device)) for k, v in x.items()},
+                                      index=index, backend="triton")
+    assert rel_err(y, ref.to(y.device)) <= 1e-4
+
+
 # --- time-parallel small-N path (triton_routed_smalln.py, N <= 4) --------------------------------------------
 @pytest.fixture
 def routed_smalln_calls(monkeypatch):

@@ -25,7 +25,8 @@ def use_routed_smalln(nstate: int) -> bool:
 
 
 @cached_on_env("VISIONSSM_ROUTES_SMALLN_CFG")
-def routed_smalln_config(batch: int, dim: int, ch: int, nstate: int, length: int, token_major: bool = False):
+def routed_smalln_config(batch: int, dim: int, ch: int, nstate: int, length: int, token_major: bool = False,
+                         inference: bool = False):
     """(BLOCK_D, BLOCK_T, num_warps, seg_len, n_seg). ``VISIONSSM_ROUTES_SMALLN_CFG=bd,bt,warps`` overrides.
 
     token_major: channels are contiguous in memory (channels_last maps), so a visited position's BLOCK_D
@@ -34,6 +35,12 @@ def routed_smalln_config(batch: int, dim: int, ch: int, nstate: int, length: int
     there (H100 sweep, batch 128, sum over VMamba-T's four stages, forward: 16x32x2 warps 2.92 ms, 16x128x8
     4.04 ms, 16x256x8 5.21 ms; benchmarks/sweep_routes.py)."""
     bd, bt, warps = (16, 32, 2) if token_major else (4, 256, 4)
+    if token_major and inference:
+        # Nothing saved for a backward: one-warp programs (~half the registers per program, 25% -> more
+        # occupancy). H100, batch 128, forward ms at VMamba-T's stages (56², 28², 14², 7²; sweep_routes.py):
+        # 32x16x1 0.959 / 0.452 / 0.297 / 0.164, 16x32x1 1.085 / 0.543 / 0.274 / 0.142, 16x32x2 1.355 / 0.689 /
+        # 0.398 / 0.246. The backward keeps the forward's tiles (its saved states), and 2 warps.
+        bd, bt, warps = (32, 16, 1) if length >= 784 else (16, 32, 1)
     if os.environ.get("VISIONSSM_ROUTES_SMALLN_CFG"):
         bd, bt, warps = (int(v) for v in os.environ["VISIONSSM_ROUTES_SMALLN_CFG"].split(","))
     while ch % bd:
@@ -70,7 +77,7 @@ def routed_smalln_forward(u, delta, A, B, C, D, delta_bias, idx, softplus, merge
     K, lr = idx.shape
     ch, nstate = dim // K, A.shape[1]
     u_shared = u.shape[1] == ch
-    bd, bt, warps, seg_len, n_seg = routed_smalln_config(batch, dim, ch, nstate, lr, token_major)
+    bd, bt, warps, seg_len, n_seg = routed_smalln_config(batch, dim, ch, nstate, lr, token_major, not save)
     f32 = dict(dtype=torch.float32, device=u.device)
     accum, zero = not injective, not covers
     out_accum = accum and not route_order
