@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .. import _alloc
+from .. import _alloc, _autograd
 from .._host import cdiv, next_pow2
 from .._recompute import recompute_grads
 from .reference import depthwise_conv2d_reference
@@ -83,4 +83,4 @@ class _DepthwiseConv2d(torch.autograd.Function):
 
 def depthwise_conv2d_triton(x, weight, bias=None, activation=None):
     """Same contract as :func:`visionssm.ops.dwconv2d.depthwise_conv2d`."""
-    return _DepthwiseConv2d.apply(x, weight, bias, activation == "silu")
+    return _autograd.apply(_DepthwiseConv2d, x, weight, bias, activation == "silu")

@@ -13,7 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .. import _alloc
+from .. import _alloc, _autograd
 from .._host import cdiv, next_pow2
 from .reference import layer_norm_reference
 
@@ -77,5 +77,5 @@ def layer_norm_triton(x, weight, bias, eps: float = 1e-5, out_dtype=None):
     x2 = x.reshape(-1, C)  # a view for token-major maps
     if x2.stride(-1) != 1:
         x2 = x2.contiguous()
-    y = _TritonLayerNorm.apply(x2, weight, bias, eps, out_dtype or x.dtype)
+    y = _autograd.apply(_TritonLayerNorm, x2, weight, bias, eps, out_dtype or x.dtype)
     return y.view(x.shape)

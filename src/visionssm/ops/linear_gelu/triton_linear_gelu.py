@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .. import _alloc
+from .. import _alloc, _autograd
 from .._host import cdiv, next_pow2
 from .._recompute import recompute_grads
 from . import linear_gelu_reference
@@ -81,4 +81,4 @@ def linear_gelu_triton(x, weight, bias=None):
     x2 = x.reshape(-1, x.shape[-1])
     if x2.stride(-1) != 1:
         x2 = x2.contiguous()
-    return _LinearGelu.apply(x2, weight, bias).view(*x.shape[:-1], weight.shape[0])
+    return _autograd.apply(_LinearGelu, x2, weight, bias).view(*x.shape[:-1], weight.shape[0])

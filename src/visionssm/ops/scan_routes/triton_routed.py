@@ -7,7 +7,7 @@ import weakref
 
 import torch
 
-from .. import _alloc
+from .. import _alloc, _autograd
 from .._host import cached_on_env, cdiv, next_pow2
 from .triton_routed_bwd import routed_scan_bwd_kernel
 from .triton_routed_fwd import routed_scan_fwd_kernel
@@ -178,7 +178,7 @@ def routed_selective_scan_triton(
     smalln = use_routed_smalln(A.shape[1])
     scan = RoutedSmallNScan if smalln else _RoutedScan
     B, C = (B, C) if smalln else (_n_contiguous(B), _n_contiguous(C))
-    return scan.apply(
-        u, delta, f32(A), B, C, f32(D), f32(delta_bias), idx, delta_softplus, merge,
+    return _autograd.apply(
+        scan, u, delta, f32(A), B, C, f32(D), f32(delta_bias), idx, delta_softplus, merge,
         out_dtype or u.dtype, output_order == "route", injective, covers,
     )

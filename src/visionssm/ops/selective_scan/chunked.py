@@ -25,7 +25,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .. import _alloc, _flops
+from .. import _alloc, _autograd, _flops
 from .reference import grouped_bc
 
 # Chunk length from the per-sample state size only, so results do not depend on how a batch is split
@@ -236,7 +236,7 @@ def selective_scan_chunked(
         chunk_size = default_chunk_size(batch, dim, A.shape[1], length, torch.finfo(dtype).bits // 8)
     tensors = (ut, dt, A, Bt, Ct)
     save = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)  # else keep no chunk states
-    y, last = _ChunkedScan.apply(ut, dt, A.to(dtype), Bt, Ct, reverse, chunk_size, save)
+    y, last = _autograd.apply(_ChunkedScan, ut, dt, A.to(dtype), Bt, Ct, reverse, chunk_size, save)
     if D is not None:
         y = torch.addcmul(y, ut, D.to(dtype))
     if z is not None:

@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from .. import _alloc
+from .. import _alloc, _autograd
 from .._host import cached_on_env, cdiv, next_pow2
 from .._segment_carry import segment_carry
 from .reference import grouped_bc
@@ -177,7 +177,7 @@ def selective_scan_triton(
         z = z.to(u.dtype)
     f32 = lambda t: t.float().contiguous() if t is not None else None
     scan = SmallNScan if smalln else _TritonScan
-    out, last = scan.apply(u, delta, f32(A), B, C, f32(D), z, f32(delta_bias), delta_softplus, reverse)
+    out, last = _autograd.apply(scan, u, delta, f32(A), B, C, f32(D), z, f32(delta_bias), delta_softplus, reverse)
     return (out, last) if return_last_state else out
 
 
@@ -206,7 +206,7 @@ def bidirectional_selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta
     if z is not None and z.dtype != dtype:
         z = z.to(dtype)
     cat = lambda pair: torch.cat([pair[0], pair[1]]).float().contiguous() if pair is not None else None
-    out, last = _TritonScan.apply(uf, df, cat(A), Bf, Cf, cat(D), z, cat(delta_bias), delta_softplus, False,
+    out, last = _autograd.apply(_TritonScan, uf, df, cat(A), Bf, Cf, cat(D), z, cat(delta_bias), delta_softplus, False,
                                   ub, db, Bb, Cb)
     batch, _, length = uf.shape
     out, last = out.view(batch, 2, dim, length), last.view(batch, 2, dim, -1)

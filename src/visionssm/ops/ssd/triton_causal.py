@@ -7,7 +7,7 @@ import os
 
 import torch
 
-from .. import _alloc
+from .. import _alloc, _autograd
 from .._host import cached_on_env, cdiv, next_pow2
 from .._segment_carry import segment_carry
 from .triton_causal_bwd import ssd_causal_bwd_kernel
@@ -230,5 +230,6 @@ def ssd_causal_triton(
     # Inside Function.forward grad mode is off, so whether to save chunk states for backward is decided here.
     tensors = (x, dt, A, B, C, D, z, dt_bias, initial_state)
     save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-    y, last = _TritonSSDCausal.apply(x, dt, f32(A), B, C, f32(D), z, f32(dt_bias), init, dt_softplus, chunk_size, save)
+    y, last = _autograd.apply(_TritonSSDCausal, x, dt, f32(A), B, C, f32(D), z, f32(dt_bias), init, dt_softplus,
+                              chunk_size, save)
     return (y, last) if return_last_state else y

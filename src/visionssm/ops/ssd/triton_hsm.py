@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .. import _alloc
+from .. import _alloc, _autograd
 from .._host import cdiv, next_pow2
 from .chunked import hsm_mix_readout
 
@@ -155,7 +155,7 @@ def hsm_state_triton(x, dt, B, A=None):
     in x's dtype. B is cast to x's dtype (tensor-core operands share one dtype)."""
     B = B if B.dtype == x.dtype else B.to(x.dtype)
     c = lambda t: t if t.is_contiguous() else t.contiguous()
-    return _TritonHSMState.apply(c(x), c(dt), c(B), A.float().contiguous() if A is not None else None)
+    return _autograd.apply(_TritonHSMState, c(x), c(dt), c(B), A.float().contiguous() if A is not None else None)
 
 
 def hsm_ssd_triton(x, dt, B, C, W_hz, W_out, D, A=None):

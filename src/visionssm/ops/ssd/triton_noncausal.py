@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .. import _alloc
+from .. import _alloc, _autograd
 from .._host import cdiv, next_pow2
 from .._softplus import softplus as _softplus
 
@@ -271,4 +271,4 @@ def ssd_noncausal_triton(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False
     B = B if B.dtype == x.dtype else B.to(x.dtype)
     C = C if C.dtype == x.dtype else C.to(x.dtype)
     f32 = lambda t: t.float().contiguous() if t is not None else None
-    return _TritonSSDNonCausal.apply(x, dt, f32(A), B, C, f32(D), f32(dt_bias), dt_softplus, interleaved)
+    return _autograd.apply(_TritonSSDNonCausal, x, dt, f32(A), B, C, f32(D), f32(dt_bias), dt_softplus, interleaved)
