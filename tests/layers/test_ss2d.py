@@ -184,12 +184,12 @@ def test_torch_and_triton_paths_agree(routes, gate, fmt, triton_device):
 
 @pytest.mark.parametrize("fmt", [torch.channels_last, torch.contiguous_format])
 def test_v2_inference_takes_the_fused_cross_scan(fmt, triton_device, monkeypatch):
-    """With VISIONSSM_CROSS_FUSED=1, under no_grad a v2 SS2D (cross, N = 1) on the Triton path runs
-    fused_cross_scan (dt projection in the kernel); it matches the float64 official recipe, and training
-    (grad enabled) keeps the routed scan."""
+    """By default, under no_grad a v2 SS2D (cross, N = 1) on the Triton path runs fused_cross_scan (dt
+    projection in the kernel); it matches the float64 official recipe, training (grad enabled) keeps the routed
+    scan, and VISIONSSM_CROSS_FUSED=0 turns it off."""
     import visionssm.layers.ss2d as ss2d_mod
 
-    monkeypatch.setenv("VISIONSSM_CROSS_FUSED", "1")
+    monkeypatch.delenv("VISIONSSM_CROSS_FUSED", raising=False)
     torch.manual_seed(3)
     m = SS2D(16, **V2, backend="triton").to(triton_device)
     _randomise(m)

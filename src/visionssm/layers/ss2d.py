@@ -212,16 +212,18 @@ class SS2D(RoutedSSM):
         return self.act(self.conv2d(x))
 
     def _use_fused(self, x: torch.Tensor) -> bool:
-        """Opt-in (``VISIONSSM_CROSS_FUSED=1``): at inference on the Triton path, VMamba v2's cross scan (N <= 4)
-        through fused_cross_scan, which forms delta inside the routed kernel instead of writing it. Off by
-        default until an H100 run shows it faster (benchmarks/bench_cross_fused.py)."""
+        """At inference on the Triton path, VMamba v2's cross scan (N <= 4) through fused_cross_scan, which forms
+        delta inside the routed kernel instead of writing it (``VISIONSSM_CROSS_FUSED=0`` turns it off). H100,
+        batch 128, bf16, forward ms of the scan from x_dbl (benchmarks/bench_cross_fused.py): 1.033 vs 1.735 at
+        VMamba-T's stage 1 (rank 6), 0.669 vs 0.815 at stage 2 (rank 12); 0.589 vs 0.511 and 0.610 vs 0.382 at
+        ranks 24 and 48, hence the rank limit below."""
         if self.routes != "cross" or self.d_state > 4 or self.force_fp32:
             return False
         # The kernel forms delta with R loads + FMAs per element; at large R (VMamba-T stages 3-4: 24, 48) the
         # einsum on tensor cores plus one delta load may win, so those keep the routed path unless raised.
         if self.dt_rank > int(os.environ.get("VISIONSSM_CROSS_FUSED_MAX_RANK", 16)):
             return False
-        if os.environ.get("VISIONSSM_CROSS_FUSED", "0") != "1" or resolve_backend(self.backend, x.device) != "triton":
+        if os.environ.get("VISIONSSM_CROSS_FUSED", "1") != "1" or resolve_backend(self.backend, x.device) != "triton":
             return False
         return not (torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self._ssm_params())))
 
