@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch.utils.flop_counter import FlopCounterMode
 
 from visionssm.layers.ms2d import MS2D
 from visionssm.layers.ss2d import SS2D
@@ -211,6 +212,10 @@ def test_v2_inference_takes_the_fused_cross_scan(fmt, triton_device, monkeypatch
     with torch.no_grad():
         m(x)
     assert calls == [1]
+    monkeypatch.delenv("VISIONSSM_CROSS_FUSED")
+    with torch.no_grad(), FlopCounterMode(display=False):
+        m(x)
+    assert calls == [1]  # counting FLOPs keeps the dt projection an aten GEMM the counter sees
 
 
 @pytest.mark.parametrize("conv_bias", [False, True])

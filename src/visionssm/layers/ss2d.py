@@ -219,6 +219,8 @@ class SS2D(RoutedSSM):
         ranks 24 and 48, hence the rank limit below."""
         if self.routes != "cross" or self.d_state > 4 or self.force_fp32:
             return False
+        if is_in_torch_dispatch_mode():  # FLOP counting / fake tensors: the dt GEMM must run as an aten op
+            return False
         # The kernel forms delta with R loads + FMAs per element; at large R (VMamba-T stages 3-4: 24, 48) the
         # einsum on tensor cores plus one delta load may win, so those keep the routed path unless raised.
         if self.dt_rank > int(os.environ.get("VISIONSSM_CROSS_FUSED_MAX_RANK", 16)):
