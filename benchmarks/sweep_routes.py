@@ -9,7 +9,6 @@ Prints a table (ms, forward / forward+backward), writes nothing. Each argument i
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_routes import time_fn  # noqa: E402
+from sweep_env import apply_variant  # noqa: E402
 
 from visionssm.ops.scan_routes import cross_routes, routed_selective_scan  # noqa: E402
 
@@ -37,11 +37,7 @@ def model_inputs(batch, ch, H, W, nstate=1, K=4, dtype=torch.bfloat16, seed=0):
 
 
 def apply(variant: str):
-    for k in [k for k in os.environ if k.startswith("VISIONSSM_ROUTES_")]:
-        del os.environ[k]
-    for item in filter(None, variant.split(";")):
-        k, v = item.split("=", 1)
-        os.environ[f"VISIONSSM_ROUTES_{k}"] = v
+    apply_variant("VISIONSSM_ROUTES_", variant)
 
 
 def main():

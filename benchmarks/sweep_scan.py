@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -15,16 +14,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_scan import SHAPES, make_inputs, time_fn  # noqa: E402
 from mamba_baseline import load_selective_scan_fn  # noqa: E402
+from sweep_env import apply_variant  # noqa: E402
 
 from visionssm.ops.selective_scan import selective_scan  # noqa: E402
 
 
 def apply(variant: str):
-    for k in [k for k in os.environ if k.startswith("VISIONSSM_SCAN_")]:
-        del os.environ[k]
-    for item in filter(None, variant.split(";")):
-        k, v = item.split("=", 1)
-        os.environ[f"VISIONSSM_SCAN_{k}"] = v
+    apply_variant("VISIONSSM_SCAN_", variant)
 
 
 def main():

@@ -9,7 +9,6 @@ A variant is a ';'-separated list of VISIONSSM_SSD_* settings, e.g. "CFG=32,4,4,
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -18,16 +17,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_ssd import SHAPES, load_mamba_chunk_scan, make_inputs, time_fn  # noqa: E402
+from sweep_env import apply_variant  # noqa: E402
 
 from visionssm.ops.ssd import ssd_causal  # noqa: E402
 
 
 def apply(variant: str):
-    for k in [k for k in os.environ if k.startswith("VISIONSSM_SSD_")]:
-        del os.environ[k]
-    for item in filter(None, variant.split(";")):
-        k, v = item.split("=", 1)
-        os.environ[f"VISIONSSM_SSD_{k}"] = v
+    apply_variant("VISIONSSM_SSD_", variant)
 
 
 def kernel_times(fn, inputs, backward):

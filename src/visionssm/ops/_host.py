@@ -35,7 +35,6 @@ def cached_on_env(*names: str):
         def wrapper(*args, **kwargs):
             return cached(tuple(os.environ.get(n) for n in names), *args, **kwargs)
 
-        wrapper.uncached = fn
         return wrapper
 
     return deco

@@ -17,7 +17,7 @@ _T = int(os.environ.get("VISIONSSM_ROUTES_T", 8))  # forward steps per unrolled 
 _TARGET_PROGRAMS = 1024  # enough independent programs to hide each step's latency on a large GPU
 
 
-@cached_on_env("VISIONSSM_ROUTES_CFG", "VISIONSSM_SCAN_PROGRAMS")
+@cached_on_env("VISIONSSM_ROUTES_CFG")
 def launch_config(batch: int, dim: int, ch: int, nstate: int, length: int):
     """(BLOCK_D, BLOCK_N, CHUNK, num_warps, seg_len, n_seg). ``VISIONSSM_ROUTES_CFG=bd,chunk,warps`` overrides."""
     bd, chunk, warps = 32, 16, 1  # one channel per thread, as the plain scan (ops/selective_scan/triton_scan.py)

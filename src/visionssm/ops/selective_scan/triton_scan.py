@@ -206,8 +206,8 @@ def bidirectional_selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta
     if z is not None and z.dtype != dtype:
         z = z.to(dtype)
     cat = lambda pair: torch.cat([pair[0], pair[1]]).float().contiguous() if pair is not None else None
-    out, last = _autograd.apply(_TritonScan, uf, df, cat(A), Bf, Cf, cat(D), z, cat(delta_bias), delta_softplus, False,
-                                  ub, db, Bb, Cb)
+    out, last = _autograd.apply(_TritonScan, uf, df, cat(A), Bf, Cf, cat(D), z, cat(delta_bias), delta_softplus,
+                                False, ub, db, Bb, Cb)
     batch, _, length = uf.shape
     out, last = out.view(batch, 2, dim, length), last.view(batch, 2, dim, -1)
     return (out, last) if return_last_state else out
