@@ -13,6 +13,7 @@ from .reference import grouped_bc
 from .triton_bwd import selective_scan_bwd_kernel
 from .triton_fwd import selective_scan_fwd_kernel
 from .triton_smalln import SmallNScan, use_smalln
+from .triton_tiled import TiledScan, use_tiled
 
 LOG2E = 1.4426950408889634
 
@@ -170,14 +171,18 @@ def selective_scan_triton(
 ):
     """Same contract as :func:`visionssm.ops.selective_scan`; float32 state math, outputs in u's dtype."""
     smalln = use_smalln(A.shape[1])  # time-parallel kernel for N <= 4 (triton_smalln.py)
-    B, C = (t if smalln else _n_contiguous(t) for t in grouped_bc(B, C, u.shape[1]))
+    tiled = not smalln and use_tiled()  # time-parallel, state by state (triton_tiled.py)
+    B, C = (t if smalln or tiled else _n_contiguous(t) for t in grouped_bc(B, C, u.shape[1]))
     if delta.dtype != u.dtype:
         delta = delta.to(u.dtype)
     if z is not None and z.dtype != u.dtype:
         z = z.to(u.dtype)
     f32 = lambda t: t.float().contiguous() if t is not None else None
-    scan = SmallNScan if smalln else _TritonScan
-    out, last = _autograd.apply(scan, u, delta, f32(A), B, C, f32(D), z, f32(delta_bias), delta_softplus, reverse)
+    args = (u, delta, f32(A), B, C, f32(D), z, f32(delta_bias), delta_softplus, reverse)
+    if tiled:
+        out, last = _autograd.apply(TiledScan, *args, return_last_state)
+    else:
+        out, last = _autograd.apply(SmallNScan if smalln else _TritonScan, *args)
     return (out, last) if return_last_state else out
 
 
