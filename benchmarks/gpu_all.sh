@@ -36,7 +36,7 @@ for part in "$@"; do
     scantests) run scantests 150 python3 -m pytest -m gpu -q -rf --tb=short -p no:cacheprovider \
       tests/ops/test_selective_scan_triton.py -k "not smalln" ;;
     tiledsweep) run tiledsweep 330 python3 benchmarks/sweep_scan.py "TILED=0" "" "TILED_CFG=4,4,4,4" \
-      "TILED_CFG=8,8,8,8" "TILED_CFG=2,8,2,2" "TILED_CFG=4,16,4,4" "TILED_CFG=8,4,8,8" ;;
+      "TILED_CFG=8,8,8,8" "TILED_CFG=2,8,2,2" "TILED_CFG=8,4,8,8" "TILED_CFG=16,4,16,16" ;;
     probescan) run probescan 200 python3 benchmarks/probe_scan.py ;;
     profhost) run profhost 150 python3 benchmarks/profile_host.py ;;
     hostbreak) run hostbreak 100 python3 benchmarks/host_breakdown.py ;;

@@ -61,7 +61,7 @@ class TiledScan(torch.autograd.Function):
         args = (
             u, delta, At, B, C, opt(D), opt(z), opt(delta_bias), out, opt(last), start, seg_sum,
             length, dim, dim // groups, n_seg,
-            *u.stride(), *delta.stride(), *_strides(z), *out.stride(), *B.stride(), *C.stride(),
+            *u.stride(), *delta.stride(), *_strides(z), *out.stride(), *B.stride(), *C.stride(), 0,
         )
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
@@ -104,7 +104,7 @@ class TiledScan(torch.autograd.Function):
             du, ddelta, opt(dz), dAp, opt(dDp), opt(dbp), dBp, dCp,
             length, dim, dim // groups, n_seg,
         )
-        strides = (*u.stride(), *delta.stride(), *_strides(z), *dout.stride(), *B.stride(), *C.stride())
+        strides = (*u.stride(), *delta.stride(), *_strides(z), *dout.stride(), *B.stride(), *C.stride(), 0)
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
             REVERSE=reverse, CARRY=n_seg > 1, HAS_ADJ=adj is not None, N=nstate, BLOCK_D=bd, K=k,

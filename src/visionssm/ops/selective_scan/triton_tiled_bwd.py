@@ -21,7 +21,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_tiled_fwd import LANES, TOKEN_STRIDES, _delta_tile, _last_lane, _tile_coords, _tile_scan, _tile_sum
+from .triton_tiled_fwd import (LANES, TOKEN_STRIDES, _delta_tile, _lane_major, _last_lane, _tile_coords, _tile_scan,
+                               _tile_sum)
 
 LN2 = tl.constexpr(0.6931471805599453)
 CLAMP = tl.constexpr(64.0)
@@ -37,7 +38,7 @@ def tiled_bwd_kernel(
     s_zb, s_zd, s_zl,
     s_yb, s_yd, s_yl,
     s_Bb, s_Bg, s_Bn, s_Bl,
-    s_Cb, s_Cg, s_Cn, s_Cl,
+    s_Cb, s_Cg, s_Cn, s_Cl, zero_stride,
     MODE: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr, CARRY: tl.constexpr, HAS_ADJ: tl.constexpr,
     N: tl.constexpr, BLOCK_D: tl.constexpr, K: tl.constexpr,
@@ -51,36 +52,41 @@ def tiled_bwd_kernel(
     d = pid_d * BLOCK_D + c
     g = (pid_d * BLOCK_D) // dim_per_group
     k, l, t, m = _tile_coords(seg, L, K, BLOCK_D, REVERSE)
-    x, dt = _delta_tile(delta_ptr + pid_b * s_db, d * s_dd + t * s_dl, m, bias_ptr, d, HAS_BIAS, SOFTPLUS)
-    dy = tl.load(dout_ptr + pid_b * s_yb + d * s_yd + t * s_yl, mask=m, other=0.0).to(tl.float32)
+    lz = l * zero_stride
+    x, dt = _delta_tile(delta_ptr + pid_b * s_db, _lane_major(d * s_dd + t * s_dl, lz), m, bias_ptr,
+                        _lane_major(d, lz), HAS_BIAS, SOFTPLUS)
+    dy = tl.load(dout_ptr + pid_b * s_yb + _lane_major(d * s_yd + t * s_yl, lz), mask=m, other=0.0).to(tl.float32)
     if HAS_Z:
-        z = tl.load(z_ptr + pid_b * s_zb + d * s_zd + t * s_zl, mask=m, other=0.0).to(tl.float32)
+        z = tl.load(z_ptr + pid_b * s_zb + _lane_major(d * s_zd + t * s_zl, lz), mask=m, other=0.0).to(tl.float32)
         sz = tl.sigmoid(z)
         dyg = dy * z * sz  # adjoint of y before the gate
     else:
         dyg = dy
-    u = tl.load(u_ptr + pid_b * s_ub + d * s_ud + t * s_ul, mask=m, other=0.0).to(tl.float32)
+    u = tl.load(u_ptr + pid_b * s_ub + _lane_major(d * s_ud + t * s_ul, lz), mask=m, other=0.0).to(tl.float32)
     dtu = dt * u
-    B_base = B_ptr + pid_b * s_Bb + g * s_Bg + t * s_Bl + c * 0
-    C_base = C_ptr + pid_b * s_Cb + g * s_Cg + t * s_Cl + c * 0
-    sd = (pid_b * n_seg + seg) * N * dim + d
-    zero = tl.zeros((1, BLOCK_D, 1), dtype=tl.float32)
+    B_base = B_ptr + pid_b * s_Bb + g * s_Bg + _lane_major(t * s_Bl + d * zero_stride, lz)
+    C_base = C_ptr + pid_b * s_Cb + g * s_Cg + _lane_major(t * s_Cl + d * zero_stride, lz)
+    sd = _lane_major((pid_b * n_seg + seg) * N * dim + d, lz)
+    A_off = _lane_major(d, lz)
+    zero = tl.zeros((1, BLOCK_D, LANES), dtype=tl.float32)
+    first = (l == 0) & (c >= 0)
     if MODE == 1:
-        first_lane = _last_lane(l, not REVERSE) & (c >= 0)  # the adjoint scan ends at the segment's start
+        start_lane = _last_lane(l, not REVERSE) & (c >= 0)  # the adjoint scan ends at the segment's start
         for n in range(N):
-            An = tl.load(At_ptr + n * dim + d)
+            An = tl.load(At_ptr + n * dim + A_off)
             Cn = tl.load(C_base + n * s_Cn, mask=m, other=0.0).to(tl.float32)
             a = tl.exp2(tl.maximum(dt * An, -CLAMP))
             _, end = _tile_scan(a, a * (Cn * dyg), zero, k, l, c, K, not REVERSE)
-            tl.store(adj_ptr + sd + n * dim + l * 0, end, mask=first_lane)
+            tl.store(adj_ptr + sd + n * dim, end, mask=start_lane)
     else:
-        t_ok = (t >= 0) & (t < L)  # (K, 1, 32)
+        row_ok = (t >= 0) & (t < L) & (c == 0)  # one warp writes the channel sums of a token row
         bn_row = (pid_b * tl.num_programs(1) + pid_d) * N  # row of state 0 of this block in dBp / dCp
+        row_off = _lane_major(bn_row * L + t + d * zero_stride, lz)
         dlog = tl.zeros((K, BLOCK_D, LANES), dtype=tl.float32)  # sum_n At_n * d loss / d log a_n
         ddtu = tl.zeros((K, BLOCK_D, LANES), dtype=tl.float32)
         ypre = tl.zeros((K, BLOCK_D, LANES), dtype=tl.float32)
         for n in range(N):
-            An = tl.load(At_ptr + n * dim + d)
+            An = tl.load(At_ptr + n * dim + A_off)
             Bn = tl.load(B_base + n * s_Bn, mask=m, other=0.0).to(tl.float32)
             Cn = tl.load(C_base + n * s_Cn, mask=m, other=0.0).to(tl.float32)
             arg = tl.maximum(dt * An, -CLAMP)
@@ -92,22 +98,21 @@ def tiled_bwd_kernel(
             lam = r * tl.exp2(-arg)
             q = lam * (h - b)
             dlog += An * q
-            tl.store(dAp_ptr + sd + n * dim, _tile_sum(q * dt))
+            tl.store(dAp_ptr + sd + n * dim, _tile_sum(q * dt), mask=first)
             ddtu += lam * Bn
-            row = (bn_row + n) * L + t
-            tl.store(dBp_ptr + row, tl.sum(lam * dtu, axis=1, keep_dims=True), mask=t_ok)
-            tl.store(dCp_ptr + row, tl.sum(dyg * h, axis=1, keep_dims=True), mask=t_ok)
+            tl.store(dBp_ptr + row_off + n * L, tl.sum(lam * dtu, axis=1, keep_dims=True), mask=row_ok)
+            tl.store(dCp_ptr + row_off + n * L, tl.sum(dyg * h, axis=1, keep_dims=True), mask=row_ok)
             if HAS_Z:
                 ypre += Cn * h
         du = ddtu * dt
         ddt = ddtu * u + dlog * LN2  # At = A log2(e), so A = At ln 2
-        sdv = (pid_b * n_seg + seg) * dim + d
+        sdv = _lane_major((pid_b * n_seg + seg) * dim + d, lz)
         if HAS_D:
-            Dv = tl.load(D_ptr + d)
+            Dv = tl.load(D_ptr + A_off)
             du += Dv * dyg
-            tl.store(dDp_ptr + sdv, _tile_sum(dyg * u))
+            tl.store(dDp_ptr + sdv, _tile_sum(dyg * u), mask=first)
             ypre += Dv * u
-        offs = (pid_b * dim + d) * L + t
+        offs = _lane_major((pid_b * dim + d) * L + t, lz)
         if HAS_Z:
             dz = dy * ypre * sz * (1.0 + z * (1.0 - sz))  # d/dz z sigmoid(z)
             tl.store(dz_ptr + offs, dz.to(dz_ptr.dtype.element_ty), mask=m)
@@ -115,6 +120,6 @@ def tiled_bwd_kernel(
             ddt = ddt * tl.sigmoid(x)
         ddt = tl.where(m, ddt, 0.0)
         if HAS_BIAS:
-            tl.store(dbp_ptr + sdv, _tile_sum(ddt))
+            tl.store(dbp_ptr + sdv, _tile_sum(ddt), mask=first)
         tl.store(du_ptr + offs, du.to(du_ptr.dtype.element_ty), mask=m)
         tl.store(ddelta_ptr + offs, ddt.to(ddelta_ptr.dtype.element_ty), mask=m)

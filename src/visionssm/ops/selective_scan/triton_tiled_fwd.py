@@ -26,7 +26,7 @@ from .._softplus import softplus as _softplus
 from .triton_smalln_fwd import _compose
 
 LANES = tl.constexpr(32)
-TOKEN_STRIDES = ["s_ul", "s_dl", "s_zl", "s_ol", "s_yl", "s_Bl", "s_Cl"]
+TOKEN_STRIDES = ["s_ul", "s_dl", "s_zl", "s_ol", "s_yl", "s_Bl", "s_Cl", "zero_stride"]
 
 
 @triton.jit
@@ -68,6 +68,18 @@ def _tile_scan(a, b, h0, k, l, c, K: tl.constexpr, REVERSE: tl.constexpr):
 
 
 @triton.jit
+def _lane_major(offs, lz):
+    """Offsets broadcast to (.., BLOCK_D, 32), declared contiguous along the lanes and (weaker) the channels.
+
+    Only the layout follows from this (loads stay scalar: the strides are unspecialised, so no alignment is
+    known). Without it every axis ties at contiguity 1 and Triton breaks the tie by version: 3.9 puts the
+    lanes on the last axis, 3.6 on the first (the K axis), which turns every scan into shuffles and
+    shared-memory conversions. lz = lane index * a runtime 0 gives per-channel values the lane axis.
+    """
+    return tl.max_contiguous(offs + lz, [1, 2, LANES])
+
+
+@triton.jit
 def _last_lane(l, REVERSE: tl.constexpr):
     return l == (0 if REVERSE else LANES - 1)
 
@@ -97,7 +109,7 @@ def tiled_fwd_kernel(
     s_zb, s_zd, s_zl,
     s_ob, s_od, s_ol,
     s_Bb, s_Bg, s_Bn, s_Bl,
-    s_Cb, s_Cg, s_Cn, s_Cl,
+    s_Cb, s_Cg, s_Cn, s_Cl, zero_stride,
     MODE: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr, CARRY: tl.constexpr, WRITE_LAST: tl.constexpr,
     N: tl.constexpr, BLOCK_D: tl.constexpr, K: tl.constexpr,
@@ -111,39 +123,44 @@ def tiled_fwd_kernel(
     d = pid_d * BLOCK_D + c  # (1, BD, 1); BLOCK_D divides dim_per_group: one B/C group
     g = (pid_d * BLOCK_D) // dim_per_group
     k, l, t, m = _tile_coords(seg, L, K, BLOCK_D, REVERSE)
-    x, dt = _delta_tile(delta_ptr + pid_b * s_db, d * s_dd + t * s_dl, m, bias_ptr, d, HAS_BIAS, SOFTPLUS)
-    u = tl.load(u_ptr + pid_b * s_ub + d * s_ud + t * s_ul, mask=m, other=0.0).to(tl.float32)
+    lz = l * zero_stride
+    x, dt = _delta_tile(delta_ptr + pid_b * s_db, _lane_major(d * s_dd + t * s_dl, lz), m, bias_ptr,
+                        _lane_major(d, lz), HAS_BIAS, SOFTPLUS)
+    u = tl.load(u_ptr + pid_b * s_ub + _lane_major(d * s_ud + t * s_ul, lz), mask=m, other=0.0).to(tl.float32)
     dtu = dt * u
-    # B/C are read through (K, BD, 32) pointer tiles (rows repeat; L1 serves them) to share u's layout.
-    B_base = B_ptr + pid_b * s_Bb + g * s_Bg + t * s_Bl + c * 0
-    C_base = C_ptr + pid_b * s_Cb + g * s_Cg + t * s_Cl + c * 0
-    sd = (pid_b * n_seg + seg) * N * dim + d  # (1, BD, 1) offsets of state 0 of this segment in start
-    zero = tl.zeros((1, BLOCK_D, 1), dtype=tl.float32)
+    # B/C are read through (K, BD, 32) pointer tiles (rows repeat; L1 serves them) so that they share u's
+    # layout; the channel stride is a runtime 0 for the same reason as lz.
+    B_base = B_ptr + pid_b * s_Bb + g * s_Bg + _lane_major(t * s_Bl + d * zero_stride, lz)
+    C_base = C_ptr + pid_b * s_Cb + g * s_Cg + _lane_major(t * s_Cl + d * zero_stride, lz)
+    sd = _lane_major((pid_b * n_seg + seg) * N * dim + d, lz)  # (1, BD, 32): state 0 of this segment in start
+    zero = tl.zeros((1, BLOCK_D, LANES), dtype=tl.float32)
     y = tl.zeros((K, BLOCK_D, LANES), dtype=tl.float32)
     lane_end = _last_lane(l, REVERSE) & (c >= 0)
     for n in range(N):
-        An = tl.load(At_ptr + n * dim + d)
+        An = tl.load(At_ptr + n * dim + _lane_major(d, lz))
         Bn = tl.load(B_base + n * s_Bn, mask=m, other=0.0).to(tl.float32)
         h0 = tl.load(start_ptr + sd + n * dim) if MODE == 0 and CARRY else zero
         h, end = _tile_scan(tl.exp2(dt * An), Bn * dtu, h0, k, l, c, K, REVERSE)
         if MODE == 1:
-            tl.store(start_ptr + sd + n * dim + l * 0, end, mask=lane_end)
+            tl.store(start_ptr + sd + n * dim, end, mask=lane_end)
         else:
             Cn = tl.load(C_base + n * s_Cn, mask=m, other=0.0).to(tl.float32)
             y += Cn * h
             if WRITE_LAST:
                 if seg == n_seg - 1:  # masked steps past the end keep the state: the last lane holds it
-                    tl.store(last_ptr + (pid_b * dim + d) * N + n + l * 0, end, mask=lane_end)
-    dsum_ptr = seg_sum_ptr + (pid_b * n_seg + seg) * dim + d
+                    tl.store(last_ptr + _lane_major((pid_b * dim + d) * N + n, lz), end, mask=lane_end)
+    dsum_ptr = seg_sum_ptr + _lane_major((pid_b * n_seg + seg) * dim + d, lz)
+    first = (l == 0) & (c >= 0)
     if MODE == 1:
-        tl.store(dsum_ptr, _tile_sum(dt))
+        tl.store(dsum_ptr, _tile_sum(dt), mask=first)
     else:
         if CARRY:
             if seg == n_seg - 1:  # MODE=1 skipped it; the backward's adjoint carry needs every segment's sum
-                tl.store(dsum_ptr, _tile_sum(dt))
+                tl.store(dsum_ptr, _tile_sum(dt), mask=first)
         if HAS_D:
-            y += tl.load(D_ptr + d) * u
+            y += tl.load(D_ptr + _lane_major(d, lz)) * u
         if HAS_Z:
-            z = tl.load(z_ptr + pid_b * s_zb + d * s_zd + t * s_zl, mask=m, other=0.0).to(tl.float32)
-            y = y * z * tl.sigmoid(z)
-        tl.store(out_ptr + pid_b * s_ob + d * s_od + t * s_ol, y.to(out_ptr.dtype.element_ty), mask=m)
+            z = tl.load(z_ptr + pid_b * s_zb + _lane_major(d * s_zd + t * s_zl, lz), mask=m, other=0.0)
+            y = y * z.to(tl.float32) * tl.sigmoid(z.to(tl.float32))
+        tl.store(out_ptr + pid_b * s_ob + _lane_major(d * s_od + t * s_ol, lz), y.to(out_ptr.dtype.element_ty),
+                 mask=m)
