@@ -39,14 +39,14 @@ def main():
             sig[name] = "i32"
     src = ASTSource(fn=kern, signature=sig, constexprs=consts)
     ck = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=warps))
-    ptx = ck.asm["ptx"]
     if dump:
         os.makedirs(dump, exist_ok=True)
-        for k in ("ttgir", "ptx", "llir"):
-            open(os.path.join(dump, f"{which}{mode}.{k}"), "w").write(ck.asm[k])
+        for ext in ("ttgir", "ptx", "llir"):
+            open(os.path.join(dump, f"{which}{mode}.{ext}"), "w").write(ck.asm[ext])
     cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends/nvidia/bin/cuobjdump")
     open("/tmp/aot_k.cubin", "wb").write(ck.asm["cubin"])
-    out = subprocess.run([cuobjdump, "--dump-resource-usage", "/tmp/aot_k.cubin"], capture_output=True, text=True).stdout
+    out = subprocess.run([cuobjdump, "--dump-resource-usage", "/tmp/aot_k.cubin"], capture_output=True,
+                         text=True).stdout
     usage = re.findall(r"REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)", out)
     print(f"{which} MODE={mode} BD={bd} K={k} warps={warps} N={n}: REG/STACK/SHARED/LOCAL={usage}")
 

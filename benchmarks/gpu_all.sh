@@ -35,6 +35,8 @@ for part in "$@"; do
       "SMALLN_MAXN=16;SMALLN_CFG=2,2048,8" "SMALLN_MAXN=16;SMALLN_CFG=1,1024,1" ;;
     scantests) run scantests 150 python3 -m pytest -m gpu -q -rf --tb=short -p no:cacheprovider \
       tests/ops/test_selective_scan_triton.py -k "not smalln" ;;
+    tiledtests) run tiledtests 200 python3 -m pytest -m gpu -q -rf --tb=short -p no:cacheprovider \
+      tests/ops/test_selective_scan_tiled.py tests/ops/test_selective_scan_triton.py tests/ops/test_bidirectional_scan.py ;;
     tiledsweep) run tiledsweep 330 python3 benchmarks/sweep_scan.py "TILED=0" "" "TILED_CFG=4,4,4,4" \
       "TILED_CFG=8,8,8,8" "TILED_CFG=2,8,2,2" "TILED_CFG=8,4,8,8" "TILED_CFG=16,4,16,16" ;;
     probescan) run probescan 200 python3 benchmarks/probe_scan.py ;;

@@ -171,8 +171,10 @@ def selective_scan_triton(
 ):
     """Same contract as :func:`visionssm.ops.selective_scan`; float32 state math, outputs in u's dtype."""
     smalln = use_smalln(A.shape[1])  # time-parallel kernel for N <= 4 (triton_smalln.py)
-    tiled = not smalln and use_tiled()  # time-parallel, state by state (triton_tiled.py)
-    B, C = (t if smalln or tiled else _n_contiguous(t) for t in grouped_bc(B, C, u.shape[1]))
+    B, C = grouped_bc(B, C, u.shape[1])
+    tiled = not smalln and use_tiled(u.shape[1] // B.shape[1])  # opt-in: time-parallel, state by state
+    if not (smalln or tiled):
+        B, C = _n_contiguous(B), _n_contiguous(C)
     if delta.dtype != u.dtype:
         delta = delta.to(u.dtype)
     if z is not None and z.dtype != u.dtype:

@@ -1,7 +1,11 @@
 """Autograd wrapper and launch configuration of the time-parallel, state-by-state Triton selective scan.
 
-triton_scan.py dispatches here for N > MAX_NSTATE of the small-N kernel unless ``VISIONSSM_SCAN_TILED=0``
-(then the token-by-token kernel of triton_fwd.py runs). Kernels: triton_tiled_fwd.py, triton_tiled_bwd.py.
+Opt-in: triton_scan.py dispatches here for N > 4 when ``VISIONSSM_SCAN_TILED=1``; by default the
+token-by-token kernel of triton_fwd.py runs, which measured faster on an H100 (benchmarks/results/
+scan_tiled_sweep_h100.txt: forward 0.344 vs 0.256 ms, forward+backward 3.7 vs 2.0 ms at (128, 384, 197, 16),
+bf16). What limits these kernels there: B_n and C_n are read per (token, state) with scalar loads whose
+lanes sit K tokens apart (4 L1 wavefronts per load, ~150 us of L1 time at that shape), on top of ~25
+instructions per (token, state) for the scans. Kernels: triton_tiled_fwd.py, triton_tiled_bwd.py.
 """
 
 from __future__ import annotations
@@ -20,15 +24,16 @@ LOG2E = 1.4426950408889634
 _LANES = 32
 
 
-def use_tiled() -> bool:
-    return os.environ.get("VISIONSSM_SCAN_TILED", "1") != "0"
+def use_tiled(dim_per_group: int) -> bool:
+    """Opted in, and channels come in pairs per B/C group (the kernels' layout hint needs BLOCK_D >= 2)."""
+    return os.environ.get("VISIONSSM_SCAN_TILED", "0") == "1" and dim_per_group % 2 == 0
 
 
 @cached_on_env("VISIONSSM_SCAN_TILED_CFG")
 def tiled_config(dim_per_group: int, length: int):
-    """(BLOCK_D, K, fwd warps, bwd warps): a segment is 32 K tokens of BLOCK_D channels, one warp per channel
-    by default. ``VISIONSSM_SCAN_TILED_CFG=bd,k,wf,wb`` overrides (sweeps)."""
-    bd, k, wf, wb = 4, 8, 4, 4
+    """(BLOCK_D, K, fwd warps, bwd warps): a segment is 32 K tokens of BLOCK_D >= 2 channels, one warp per
+    channel (the best of the H100 sweep). ``VISIONSSM_SCAN_TILED_CFG=bd,k,wf,wb`` overrides (sweeps)."""
+    bd, k, wf, wb = 2, 8, 2, 2
     if os.environ.get("VISIONSSM_SCAN_TILED_CFG"):
         bd, k, wf, wb = (int(v) for v in os.environ["VISIONSSM_SCAN_TILED_CFG"].split(","))
     k = min(k, next_pow2(cdiv(length, _LANES)))  # a short sequence is one segment

@@ -21,8 +21,16 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_tiled_fwd import (LANES, TOKEN_STRIDES, _delta_tile, _lane_major, _last_lane, _tile_coords, _tile_scan,
-                               _tile_sum)
+from .triton_tiled_fwd import (
+    LANES,
+    TOKEN_STRIDES,
+    _delta_tile,
+    _lane_major,
+    _last_lane,
+    _tile_coords,
+    _tile_scan,
+    _tile_sum,
+)
 
 LN2 = tl.constexpr(0.6931471805599453)
 CLAMP = tl.constexpr(64.0)
