@@ -16,6 +16,9 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
+# The token tensors of a bf16 call (bench_scan.py's inputs: B and C too); parameters, states, partials float32.
+BF16_PTRS = {"u_ptr", "delta_ptr", "z_ptr", "B_ptr", "C_ptr", "out_ptr", "dout_ptr", "du_ptr", "ddelta_ptr", "dz_ptr"}
+
 
 def main():
     which, mode, bd, k, warps = sys.argv[1], *(int(v) for v in sys.argv[2:6])
@@ -34,7 +37,7 @@ def main():
             sig[name] = "constexpr"
             consts[(names.index(name),)] = flags[name]
         elif name.endswith("_ptr"):
-            sig[name] = "*bf16" if name[0] in "udzo" and name not in ("dAp_ptr", "dDp_ptr", "dbp_ptr") else "*fp32"
+            sig[name] = "*bf16" if name in BF16_PTRS else "*fp32"
         else:
             sig[name] = "i32"
     src = ASTSource(fn=kern, signature=sig, constexprs=consts)

@@ -9,26 +9,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from .test_selective_scan_triton import LOW, _check
+from .test_selective_scan_triton import LOW, _check, spy_on_scan
 
 
 @pytest.fixture
 def tiled_calls(monkeypatch):
     """Opts in and counts the tiled kernel's launches (the dispatch must pick it)."""
-    from visionssm.ops.selective_scan import triton_scan
-
-    calls = []
-    real = triton_scan.TiledScan
-
-    class Spy(real):
-        @staticmethod
-        def forward(ctx, *args):
-            calls.append(args[2].shape[1])
-            return real.forward(ctx, *args)
-
-    monkeypatch.setattr(triton_scan, "TiledScan", Spy)
     monkeypatch.setenv("VISIONSSM_SCAN_TILED", "1")
-    return calls
+    return spy_on_scan(monkeypatch, "TiledScan")
 
 
 @pytest.mark.parametrize("cfg", ["2,1,2,2", "4,2,4,4"])  # 32- and 64-token segments

@@ -106,13 +106,12 @@ def test_triton_gpu_long_sequence():
 SMALL_TILES = "2,16,1"
 
 
-@pytest.fixture
-def smalln_calls(monkeypatch):
-    """Counts the small-N kernel's launches (the dispatch must pick it for N <= 4)."""
+def spy_on_scan(monkeypatch, name):
+    """Replace triton_scan's autograd Function ``name`` by a subclass recording N (from A) at every call."""
     from visionssm.ops.selective_scan import triton_scan
 
     calls = []
-    real = triton_scan.SmallNScan
+    real = getattr(triton_scan, name)
 
     class Spy(real):
         @staticmethod
@@ -120,9 +119,15 @@ def smalln_calls(monkeypatch):
             calls.append(args[2].shape[1])  # N, from A (dim, N)
             return real.forward(ctx, *args)
 
-    monkeypatch.setattr(triton_scan, "SmallNScan", Spy)
-    monkeypatch.setenv("VISIONSSM_SCAN_SMALLN_CFG", SMALL_TILES)
+    monkeypatch.setattr(triton_scan, name, Spy)
     return calls
+
+
+@pytest.fixture
+def smalln_calls(monkeypatch):
+    """Counts the small-N kernel's launches (the dispatch must pick it for N <= 4)."""
+    monkeypatch.setenv("VISIONSSM_SCAN_SMALLN_CFG", SMALL_TILES)
+    return spy_on_scan(monkeypatch, "SmallNScan")
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,11 @@ def next_pow2(n: int) -> int:
     return 1 if n <= 1 else 1 << (n - 1).bit_length()
 
 
+def strides(t, n: int = 3) -> tuple:
+    """t's strides, or n zeros for an absent optional tensor (its kernel argument is never read)."""
+    return t.stride() if t is not None else (0,) * n
+
+
 def cached_on_env(*names: str):
     """Memoise a pure launch-config function on its arguments and the current values of env variables ``names``
     (the ones it reads), so a changed override still takes effect. Results are shared: return tuples, or dicts

@@ -7,7 +7,7 @@ import os
 import torch
 
 from .. import _alloc, _autograd
-from .._host import cached_on_env, cdiv, next_pow2
+from .._host import cached_on_env, cdiv, next_pow2, strides
 from .._segment_carry import segment_carry
 from .reference import grouped_bc
 from .triton_bwd import selective_scan_bwd_kernel
@@ -52,10 +52,6 @@ def register_cap() -> dict:
     return {"maxnreg": int(cap)} if cap else {}
 
 
-def _strides(t, n=3):
-    return t.stride() if t is not None else (0,) * n
-
-
 class _TritonScan(torch.autograd.Function):
     """One direction; or with u2/delta2/B2/C2 (BIDIR) Vision Mamba's two directions in one launch: the second
     scanned right to left, A/D/delta_bias stacked (2 dim, ...), output stacked (batch, 2 dim, L), z shared."""
@@ -84,7 +80,7 @@ class _TritonScan(torch.autograd.Function):
         args = (
             u, delta, At, B, C, opt(D), opt(z), opt(delta_bias), out, last, starts, seg_end, seg_sum, *second,
             length, dim, dpg, nstate, seg_len, n_seg,
-            *u.stride(), *delta.stride(), *_strides(z), *out.stride(), *B.stride(), *C.stride(),
+            *u.stride(), *delta.stride(), *strides(z), *out.stride(), *B.stride(), *C.stride(),
         )
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
@@ -130,7 +126,7 @@ class _TritonScan(torch.autograd.Function):
             u, delta, At, B, C, opt(D), opt(z), opt(delta_bias), dout, opt(dlast), starts, seg_w, seg_sum, scratch,
             du, ddelta, dAt, dBp, dCp, opt(dD), opt(dz), opt(dbias), *second,
             length, dim, dpg, nstate, seg_len, n_seg,
-            *u.stride(), *delta.stride(), *_strides(z), *dout.stride(), *B.stride(), *C.stride(),
+            *u.stride(), *delta.stride(), *strides(z), *dout.stride(), *B.stride(), *C.stride(),
         )
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,

@@ -10,7 +10,7 @@ import os
 import torch
 
 from .. import _alloc
-from .._host import cached_on_env, cdiv, next_pow2
+from .._host import cached_on_env, cdiv, next_pow2, strides
 from .triton_smalln_bwd import smalln_bwd_kernel
 from .triton_smalln_fwd import smalln_fwd_kernel
 
@@ -41,10 +41,6 @@ def smalln_config(batch: int, dim: int, dim_per_group: int, nstate: int, length:
     return bd, bt, warps, seg_len, cdiv(length, seg_len)
 
 
-def _strides(t, n=3):
-    return t.stride() if t is not None else (0,) * n
-
-
 class SmallNScan(torch.autograd.Function):
     """Inputs as in triton_scan._TritonScan: u, delta, z (batch, dim, L); A (dim, N), B, C (batch, G, N, L)."""
 
@@ -65,7 +61,7 @@ class SmallNScan(torch.autograd.Function):
         args = (
             u, delta, At, B, C, opt(D), opt(z), opt(delta_bias), out, last, starts, seg_end, seg_sum,
             length, dim, dim // groups, nstate, seg_len, n_seg,
-            *u.stride(), *delta.stride(), *_strides(z), *out.stride(), *B.stride(), *C.stride(),
+            *u.stride(), *delta.stride(), *strides(z), *out.stride(), *B.stride(), *C.stride(),
         )
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
@@ -104,7 +100,7 @@ class SmallNScan(torch.autograd.Function):
             u, delta, At, B, C, opt(D), opt(z), opt(delta_bias), dout, opt(dlast), starts, seg_w, seg_sum,
             du, ddelta, dAp, dBp, dCp, opt(dDp), opt(dz), opt(dbp),
             length, dim, dim // groups, nstate, seg_len, n_seg,
-            *u.stride(), *delta.stride(), *_strides(z), *dout.stride(), *B.stride(), *C.stride(),
+            *u.stride(), *delta.stride(), *strides(z), *dout.stride(), *B.stride(), *C.stride(),
         )
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,

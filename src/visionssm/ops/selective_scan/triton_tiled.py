@@ -4,8 +4,9 @@ Opt-in: triton_scan.py dispatches here for N > 4 when ``VISIONSSM_SCAN_TILED=1``
 token-by-token kernel of triton_fwd.py runs, which measured faster on an H100 (benchmarks/results/
 scan_tiled_sweep_h100.txt: forward 0.344 vs 0.256 ms, forward+backward 3.7 vs 2.0 ms at (128, 384, 197, 16),
 bf16). What limits these kernels there: B_n and C_n are read per (token, state) with scalar loads whose
-lanes sit K tokens apart (4 L1 wavefronts per load, ~150 us of L1 time at that shape), on top of ~25
-instructions per (token, state) for the scans. Kernels: triton_tiled_fwd.py, triton_tiled_bwd.py.
+lanes sit K tokens apart (4 L1 wavefronts per load: ~150 us of L1 time at that shape by estimate, not
+profiled), on top of ~25 instructions per (token, state) for the scans (counted in the PTX).
+Kernels: triton_tiled_fwd.py, triton_tiled_bwd.py.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import torch
 
 from .. import _alloc
-from .._host import cached_on_env, cdiv, next_pow2
+from .._host import cached_on_env, cdiv, next_pow2, strides
 from .._segment_carry import segment_carry
 from .triton_tiled_bwd import tiled_bwd_kernel
 from .triton_tiled_fwd import tiled_fwd_kernel
@@ -42,10 +43,6 @@ def tiled_config(dim_per_group: int, length: int):
     return bd, k, min(wf, bd), min(wb, bd)
 
 
-def _strides(t, n=3):
-    return t.stride() if t is not None else (0,) * n
-
-
 class TiledScan(torch.autograd.Function):
     """Inputs as in triton_scan._TritonScan: u, delta, z (batch, dim, L); A (dim, N) float32; B, C (batch, G,
     N, L) in any float dtype and layout. ``want_last``: also return the last state (else None)."""
@@ -66,7 +63,7 @@ class TiledScan(torch.autograd.Function):
         args = (
             u, delta, At, B, C, opt(D), opt(z), opt(delta_bias), out, opt(last), start, seg_sum,
             length, dim, dim // groups, n_seg,
-            *u.stride(), *delta.stride(), *_strides(z), *out.stride(), *B.stride(), *C.stride(), 0,
+            *u.stride(), *delta.stride(), *strides(z), *out.stride(), *B.stride(), *C.stride(), 0,
         )
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
@@ -109,17 +106,17 @@ class TiledScan(torch.autograd.Function):
             du, ddelta, opt(dz), dAp, opt(dDp), opt(dbp), dBp, dCp,
             length, dim, dim // groups, n_seg,
         )
-        strides = (*u.stride(), *delta.stride(), *_strides(z), *dout.stride(), *B.stride(), *C.stride(), 0)
+        stride_args = (*u.stride(), *delta.stride(), *strides(z), *dout.stride(), *B.stride(), *C.stride(), 0)
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
             REVERSE=reverse, CARRY=n_seg > 1, HAS_ADJ=adj is not None, N=nstate, BLOCK_D=bd, K=k,
             num_warps=wb,
         )
         if n_seg > 1:
-            tiled_bwd_kernel[(batch, n_blk, n_seg - 1)](*args, 1, *strides, MODE=1, **flags)
+            tiled_bwd_kernel[(batch, n_blk, n_seg - 1)](*args, 1, *stride_args, MODE=1, **flags)
             segment_carry(seg_sum, adj, dlast.contiguous() if dlast is not None else None, reverse=True,
                           coef=At, init_transposed=True)
-        tiled_bwd_kernel[(batch, n_blk, n_seg)](*args, 0, *strides, MODE=0, **flags)
+        tiled_bwd_kernel[(batch, n_blk, n_seg)](*args, 0, *stride_args, MODE=0, **flags)
         dB = dBp.view(batch, groups, n_blk // groups, nstate, length).sum(2)
         dC = dCp.view(batch, groups, n_blk // groups, nstate, length).sum(2)
         return (

@@ -24,10 +24,12 @@ import triton.language as tl
 from .triton_tiled_fwd import (
     LANES,
     TOKEN_STRIDES,
+    _bc_rows,
     _delta_tile,
     _lane_major,
     _last_lane,
     _tile_coords,
+    _tile_load,
     _tile_scan,
     _tile_sum,
 )
@@ -63,17 +65,17 @@ def tiled_bwd_kernel(
     lz = l * zero_stride
     x, dt = _delta_tile(delta_ptr + pid_b * s_db, _lane_major(d * s_dd + t * s_dl, lz), m, bias_ptr,
                         _lane_major(d, lz), HAS_BIAS, SOFTPLUS)
-    dy = tl.load(dout_ptr + pid_b * s_yb + _lane_major(d * s_yd + t * s_yl, lz), mask=m, other=0.0).to(tl.float32)
+    dy = _tile_load(dout_ptr + pid_b * s_yb, s_yd, s_yl, d, t, lz, m)
     if HAS_Z:
-        z = tl.load(z_ptr + pid_b * s_zb + _lane_major(d * s_zd + t * s_zl, lz), mask=m, other=0.0).to(tl.float32)
+        z = _tile_load(z_ptr + pid_b * s_zb, s_zd, s_zl, d, t, lz, m)
         sz = tl.sigmoid(z)
         dyg = dy * z * sz  # adjoint of y before the gate
     else:
         dyg = dy
-    u = tl.load(u_ptr + pid_b * s_ub + _lane_major(d * s_ud + t * s_ul, lz), mask=m, other=0.0).to(tl.float32)
+    u = _tile_load(u_ptr + pid_b * s_ub, s_ud, s_ul, d, t, lz, m)
     dtu = dt * u
-    B_base = B_ptr + pid_b * s_Bb + g * s_Bg + _lane_major(t * s_Bl + d * zero_stride, lz)
-    C_base = C_ptr + pid_b * s_Cb + g * s_Cg + _lane_major(t * s_Cl + d * zero_stride, lz)
+    B_base = _bc_rows(B_ptr + pid_b * s_Bb + g * s_Bg, s_Bl, d, t, lz, zero_stride)
+    C_base = _bc_rows(C_ptr + pid_b * s_Cb + g * s_Cg, s_Cl, d, t, lz, zero_stride)
     sd = _lane_major((pid_b * n_seg + seg) * N * dim + d, lz)
     A_off = _lane_major(d, lz)
     zero = tl.zeros((1, BLOCK_D, LANES), dtype=tl.float32)

@@ -1,4 +1,4 @@
-"""Time-parallel Triton forward of the selective scan, one state at a time (any N; the default for N > 4).
+"""Time-parallel Triton forward of the selective scan, one state at a time (any N; opt-in, triton_tiled.py).
 
 A program owns one time segment of BLOCK_D channels: a (K, BLOCK_D, 32) tile whose element (k, c, l) is
 token l*K + k of the segment (BT = 32 K tokens). Lane l of the warp for channel c holds K consecutive tokens,
@@ -80,6 +80,19 @@ def _lane_major(offs, lz):
 
 
 @triton.jit
+def _tile_load(ptr, s_d, s_l, d, t, lz, m):
+    """A (batch row's) (channel, token) tensor over the tile, float32; 0 outside the sequence."""
+    return tl.load(ptr + _lane_major(d * s_d + t * s_l, lz), mask=m, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _bc_rows(ptr, s_l, d, t, lz, zero_stride):
+    """Pointers to state 0 of a B/C group over the tile: rows repeat per channel (L1 serves them) so that they
+    share u's layout; the channel stride is a runtime 0 for the same reason as lz (``_lane_major``)."""
+    return ptr + _lane_major(t * s_l + d * zero_stride, lz)
+
+
+@triton.jit
 def _last_lane(l, REVERSE: tl.constexpr):
     return l == (0 if REVERSE else LANES - 1)
 
@@ -126,12 +139,10 @@ def tiled_fwd_kernel(
     lz = l * zero_stride
     x, dt = _delta_tile(delta_ptr + pid_b * s_db, _lane_major(d * s_dd + t * s_dl, lz), m, bias_ptr,
                         _lane_major(d, lz), HAS_BIAS, SOFTPLUS)
-    u = tl.load(u_ptr + pid_b * s_ub + _lane_major(d * s_ud + t * s_ul, lz), mask=m, other=0.0).to(tl.float32)
+    u = _tile_load(u_ptr + pid_b * s_ub, s_ud, s_ul, d, t, lz, m)
     dtu = dt * u
-    # B/C are read through (K, BD, 32) pointer tiles (rows repeat; L1 serves them) so that they share u's
-    # layout; the channel stride is a runtime 0 for the same reason as lz.
-    B_base = B_ptr + pid_b * s_Bb + g * s_Bg + _lane_major(t * s_Bl + d * zero_stride, lz)
-    C_base = C_ptr + pid_b * s_Cb + g * s_Cg + _lane_major(t * s_Cl + d * zero_stride, lz)
+    B_base = _bc_rows(B_ptr + pid_b * s_Bb + g * s_Bg, s_Bl, d, t, lz, zero_stride)
+    C_base = _bc_rows(C_ptr + pid_b * s_Cb + g * s_Cg, s_Cl, d, t, lz, zero_stride)
     sd = _lane_major((pid_b * n_seg + seg) * N * dim + d, lz)  # (1, BD, 32): state 0 of this segment in start
     zero = tl.zeros((1, BLOCK_D, LANES), dtype=tl.float32)
     y = tl.zeros((K, BLOCK_D, LANES), dtype=tl.float32)
@@ -160,7 +171,7 @@ def tiled_fwd_kernel(
         if HAS_D:
             y += tl.load(D_ptr + _lane_major(d, lz)) * u
         if HAS_Z:
-            z = tl.load(z_ptr + pid_b * s_zb + _lane_major(d * s_zd + t * s_zl, lz), mask=m, other=0.0)
-            y = y * z.to(tl.float32) * tl.sigmoid(z.to(tl.float32))
+            z = _tile_load(z_ptr + pid_b * s_zb, s_zd, s_zl, d, t, lz, m)
+            y = y * z * tl.sigmoid(z)
         tl.store(out_ptr + pid_b * s_ob + _lane_major(d * s_od + t * s_ol, lz), y.to(out_ptr.dtype.element_ty),
                  mask=m)
