@@ -94,6 +94,7 @@ for part in "$@"; do
       --models vmamba_tiny_s1l8 --no-baseline --time-budget 40 --out benchmarks/results/vmamba_variant_einsum.json" ;;
     ssdfinal) run ssdfinal 300 python3 benchmarks/bench_ssd.py --no-fla --budget 240 \
       --out benchmarks/results/ssd_h100_run${SSD_RUN:-7}.json ;;
+    progsweep) run progsweep 300 python3 benchmarks/sweep_scan.py "" "PROGRAMS=2048" "PROGRAMS=4096" "CFG=32,32,1" ;;
     compile) run compile 170 python3 benchmarks/probe_compile.py ;;
     *) echo "unknown part $part" ;;
   esac

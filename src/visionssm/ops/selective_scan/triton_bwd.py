@@ -19,12 +19,12 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_fwd import _direction, _ld, _softplus, _st, _step_pos
+from .triton_fwd import _channel_lanes, _direction, _ld, _softplus, _st, _step_pos
 
 LN2 = tl.constexpr(0.6931471805599453)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["zero_stride"])
 def selective_scan_bwd_kernel(
     u_ptr, delta_ptr, At_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, dlast_ptr, starts_ptr,
     seg_w_ptr, seg_sum_ptr, scratch_ptr,
@@ -36,7 +36,7 @@ def selective_scan_bwd_kernel(
     s_zb, s_zd, s_zl,
     s_gb, s_gd, s_gl,
     s_Bb, s_Bg, s_Bn, s_Bl,
-    s_Cb, s_Cg, s_Cn, s_Cl,
+    s_Cb, s_Cg, s_Cn, s_Cl, zero_stride,
     MODE: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr, HAS_DLAST: tl.constexpr, CHUNK: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr, BIDIR: tl.constexpr, CARRY: tl.constexpr,
@@ -52,9 +52,8 @@ def selective_scan_bwd_kernel(
     d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     n = tl.arange(0, BLOCK_N)
     n_ok = n < n_state
-    # Claim no contiguity along d so the compiler keeps one channel per thread (a vectorised (N, 4-channel)
-    # layout would split N across lanes and shuffle every step).
-    nd = n[:, None] * dim + tl.max_contiguous(d, 1)[None, :]
+    lanes = _channel_lanes(tl.arange(0, BLOCK_D), zero_stride, BLOCK_D)
+    nd = n[:, None] * dim + pid_d * BLOCK_D + lanes[None, :]
     nd_ok = n_ok[:, None]
     rev, c_loc, g, u_src, d_src, B_src, C_src = _direction(pid_d, d, dim, dim_per_group, u_ptr, u2_ptr, delta_ptr,
                                                        delta2_ptr, B_ptr, B2_ptr, C_ptr, C2_ptr, BLOCK_D, BIDIR)
@@ -67,7 +66,7 @@ def selective_scan_bwd_kernel(
         if CARRY:  # the carry entering from the right: dlast and the later segments folded in (_segment_carry)
             w = _ld(seg_w_ptr + (pid_b * n_seg + pid_s) * n_state * dim + nd, nd_ok, EVEN_N)
         elif HAS_DLAST:  # MODE=1 carries start from zero; the last state's grad comes in here
-            w = _ld(dlast_ptr + row[None, :] * n_state + n[:, None], nd_ok, EVEN_N)
+            w = _ld(dlast_ptr + pid_b * n_state * dim + nd, nd_ok, EVEN_N)  # dlast: (batch, N, dim)
     i0 = pid_s * seg_len
     i1 = tl.minimum(i0 + seg_len, L)
     u_base = u_src + pid_b * s_ub + c_loc * s_ud
@@ -79,7 +78,7 @@ def selective_scan_bwd_kernel(
     out_row = row * L
     p_base = (pid_b * n_blk + pid_d) * L * n_state + n  # dBp/dCp rows: one N-vector per token
     prog = (pid_b * n_blk + pid_d) * tl.num_programs(2) + pid_s
-    sc_base = scratch_ptr + prog * (CHUNK * BLOCK_D * BLOCK_N) + n[:, None] * BLOCK_D + tl.arange(0, BLOCK_D)[None, :]
+    sc_base = scratch_ptr + prog * (CHUNK * BLOCK_D * BLOCK_N) + n[:, None] * BLOCK_D + lanes[None, :]
     n_chunks_total = tl.cdiv(L, CHUNK)
     dA_acc = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
     dD_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)

@@ -47,6 +47,19 @@ def _st(ptr, val, mask, EVEN: tl.constexpr):
 
 
 @triton.jit
+def _channel_lanes(d, zero_stride, BLOCK_D: tl.constexpr):
+    """Channel offsets for (N, BLOCK_D) tiles, declared contiguous but of unknown alignment.
+
+    The claim makes Triton put the 32 lanes on the channel axis (one channel per thread, its N states in
+    registers); the unknown alignment (zero_stride is a runtime 0, not specialised) keeps the loads scalar,
+    since a vectorised 4-channel layout would split N across lanes. With every axis tied at contiguity 1,
+    Triton 3.6 lays these tiles 16 x 2 lanes (states x channels): each step then reduces y across lanes and
+    converts per-channel values through shared memory. Triton 3.9 broke the tie the other way.
+    """
+    return tl.max_contiguous(d + tl.arange(0, BLOCK_D) * zero_stride, BLOCK_D)
+
+
+@triton.jit
 def _step_pos(ik, L, rev, REVERSE: tl.constexpr, BIDIR: tl.constexpr):
     """Memory position of scan step ik: right to left for reversed programs (rev is per program with BIDIR)."""
     if BIDIR:
@@ -94,7 +107,7 @@ def _chunk_tokens(u_base, d_base, z_base, i, i1, L, s_ul, s_dl, s_zl, rev,
     return us, ds, zs
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["zero_stride"])
 def selective_scan_fwd_kernel(
     u_ptr, delta_ptr, At_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, last_ptr, starts_ptr,
     seg_end_ptr, seg_sum_ptr, u2_ptr, delta2_ptr, B2_ptr, C2_ptr,
@@ -104,23 +117,21 @@ def selective_scan_fwd_kernel(
     s_zb, s_zd, s_zl,
     s_ob, s_od, s_ol,
     s_Bb, s_Bg, s_Bn, s_Bl,
-    s_Cb, s_Cg, s_Cn, s_Cl,
+    s_Cb, s_Cg, s_Cn, s_Cl, zero_stride,
     MODE: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr, SAVE_STARTS: tl.constexpr, CHUNK: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr, T: tl.constexpr, BIDIR: tl.constexpr,
     CARRY: tl.constexpr, FOLD: tl.constexpr,
 ):
     # At: (N, dim) float32 = A^T * log2(e).  starts: (batch, n_chunks, N, dim); seg_end: (batch, n_seg, N, dim);
-    # seg_sum: (batch, n_seg, dim); last: (batch, dim, N); all contiguous float32.
+    # seg_sum: (batch, n_seg, dim); last: (batch, N, dim); all contiguous float32.
     pid_b = tl.program_id(0)
     pid_d = tl.program_id(1)
     pid_s = tl.program_id(2)
     d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)  # BLOCK_D divides dim_per_group: one B/C group
     n = tl.arange(0, BLOCK_N)
     n_ok = n < n_state
-    # Claim no contiguity along d so the compiler keeps one channel per thread (a vectorised (N, 4-channel)
-    # layout would split N across lanes and shuffle every step).
-    nd = n[:, None] * dim + tl.max_contiguous(d, 1)[None, :]  # offsets of a (N, BLOCK_D) tile in an (N, dim) plane
+    nd = n[:, None] * dim + _channel_lanes(d, zero_stride, BLOCK_D)[None, :]  # a (N, BLOCK_D) tile of an (N, dim) plane
     nd_ok = n_ok[:, None]
     rev, c_loc, g, u_src, d_src, B_src, C_src = _direction(pid_d, d, dim, dim_per_group, u_ptr, u2_ptr, delta_ptr,
                                                        delta2_ptr, B_ptr, B2_ptr, C_ptr, C2_ptr, BLOCK_D, BIDIR)
@@ -183,4 +194,4 @@ def selective_scan_fwd_kernel(
         tl.store(seg_sum_ptr + (pid_b * n_seg + pid_s) * dim + d, dsum)
     else:
         if pid_s == n_seg - 1:
-            _st(last_ptr + (pid_b * dim + d[None, :]) * n_state + n[:, None], h, nd_ok, EVEN_N)
+            _st(last_ptr + pid_b * n_state * dim + nd, h, nd_ok, EVEN_N)

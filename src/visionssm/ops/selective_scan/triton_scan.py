@@ -68,7 +68,7 @@ class _TritonScan(torch.autograd.Function):
         f32 = dict(dtype=torch.float32, device=dev)
         # u's layout ((batch, L, dim) storage stays token-major); stacked directions are channel-major.
         out = _alloc.empty(batch, dim, length, dtype=u.dtype, device=dev) if bidir else _alloc.empty_like(u)
-        last = _alloc.empty(batch, dim, nstate, **f32)
+        last = _alloc.empty(batch, nstate, dim, **f32)  # (N, dim) planes, like the state tiles; returned transposed
         save = any(ctx.needs_input_grad)
         starts = _alloc.empty(batch, cdiv(length, chunk), nstate, dim, **f32) if save else last
         seg_end = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else last
@@ -80,7 +80,7 @@ class _TritonScan(torch.autograd.Function):
         args = (
             u, delta, At, B, C, opt(D), opt(z), opt(delta_bias), out, last, starts, seg_end, seg_sum, *second,
             length, dim, dpg, nstate, seg_len, n_seg,
-            *u.stride(), *delta.stride(), *strides(z), *out.stride(), *B.stride(), *C.stride(),
+            *u.stride(), *delta.stride(), *strides(z), *out.stride(), *B.stride(), *C.stride(), 0,
         )
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
@@ -95,7 +95,7 @@ class _TritonScan(torch.autograd.Function):
         selective_scan_fwd_kernel[grid](*args, MODE=0, **flags)
         ctx.save_for_backward(u, delta, At, B, C, D, z, delta_bias, starts, seg_sum, *(second if bidir else ()))
         ctx.cfg = (softplus, reverse, bd, bn, chunk, warps, seg_len, n_seg, bidir)
-        return out, last
+        return out, last.transpose(1, 2)
 
     @staticmethod
     def backward(ctx, dout, dlast):
@@ -119,14 +119,15 @@ class _TritonScan(torch.autograd.Function):
         dbias = torch.zeros(dim, **f32) if delta_bias is not None else None
         seg_w = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else dAt
         scratch = torch.empty(batch * n_blk * n_seg * chunk * bd * bn, **f32)
-        dlast = dlast.float().contiguous() if dlast is not None else None
+        if dlast is not None:  # segment_carry takes (batch, dim, N); the kernel's own load wants (batch, N, dim)
+            dlast = dlast.float().contiguous() if n_seg > 1 else dlast.transpose(1, 2).float().contiguous()
         dout = dout.contiguous() if bidir else dout
         opt = lambda t: t if t is not None else du
         args = (
             u, delta, At, B, C, opt(D), opt(z), opt(delta_bias), dout, opt(dlast), starts, seg_w, seg_sum, scratch,
             du, ddelta, dAt, dBp, dCp, opt(dD), opt(dz), opt(dbias), *second,
             length, dim, dpg, nstate, seg_len, n_seg,
-            *u.stride(), *delta.stride(), *strides(z), *dout.stride(), *B.stride(), *C.stride(),
+            *u.stride(), *delta.stride(), *strides(z), *dout.stride(), *B.stride(), *C.stride(), 0,
         )
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
