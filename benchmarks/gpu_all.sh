@@ -95,6 +95,7 @@ for part in "$@"; do
     ssdfinal) run ssdfinal 300 python3 benchmarks/bench_ssd.py --no-fla --budget 240 \
       --out benchmarks/results/ssd_h100_run${SSD_RUN:-7}.json ;;
     progsweep) run progsweep 300 python3 benchmarks/sweep_scan.py "" "PROGRAMS=2048" "PROGRAMS=4096" "CFG=32,32,1" ;;
+    tsweep) run tsweep 330 python3 benchmarks/sweep_scan.py "" "T=16" "MAXNREG=168" "T=16;MAXNREG=168" "PROGRAMS=2048" ;;
     compile) run compile 170 python3 benchmarks/probe_compile.py ;;
     *) echo "unknown part $part" ;;
   esac

@@ -5,7 +5,8 @@ time (t = L-1 ... 0 when REVERSE). The state is a (N, BLOCK_D) register tile lai
 thread and all N states of that channel in the thread's registers (A is passed transposed, (N, dim), so
 the compiler lays the tile out along channels): the sum over N for y is a few in-thread FMAs, and the
 per-channel work (softplus, D skip, gate) is done once per channel, not once per (channel, state) lane.
-Steps run in chunks of T (unrolled); a chunk's token values are loaded one chunk ahead (see _chunk_tokens).
+Steps run in chunks of T (unrolled); a chunk's token values are loaded one chunk ahead as (BLOCK_D, T)
+tiles and its outputs stored as one (see _chunk_tiles and ops/_tiles.py).
 
 Long sequences are cut into segments so that enough programs exist (``n_seg`` > 1). Then the kernel runs
 twice: MODE=1 computes each segment's end state from a zero start plus the sum of its deltas (the
@@ -25,6 +26,7 @@ import triton
 import triton.language as tl
 
 from .._softplus import softplus as _softplus
+from .._tiles import columns, tile_of
 
 LOG2E = tl.constexpr(1.4426950408889634)
 
@@ -85,26 +87,45 @@ def _direction(pid_d, d, dim, dim_per_group, u_ptr, u2_ptr, delta_ptr, delta2_pt
 
 
 @triton.jit
-def _chunk_tokens(u_base, d_base, z_base, i, i1, L, s_ul, s_dl, s_zl, rev,
-                  T: tl.constexpr, HAS_Z: tl.constexpr, REVERSE: tl.constexpr, BIDIR: tl.constexpr):
-    """Raw u/delta/z of scan steps i .. i+T-1 (clamped to the segment end i1), one (BLOCK_D,) vector each.
+def _chunk_pos(i, i1, L, rev, T: tl.constexpr, REVERSE: tl.constexpr, BIDIR: tl.constexpr):
+    """Memory positions (ascending, (T,)) of the tile that holds scan steps i .. i+T-1, and which of them
+    lie in the segment (steps < i1). Reversed programs read their tile right to left (_step_col)."""
+    j = tl.arange(0, T)
+    if BIDIR:
+        p = tl.where(rev, L - i - T, i) + j
+        return p, tl.where(rev, p >= L - i1, p < i1)
+    elif REVERSE:
+        p = (L - i - T) + j
+        return p, p >= L - i1
+    else:
+        p = i + j
+        return p, p < i1
 
-    Loaded a whole chunk ahead of use: the loop is latency-bound (few warps per SM, one dependent step
-    after another), and T independent loads in flight hide a memory round trip behind T steps of work.
+
+@triton.jit
+def _chunk_tiles(u_base, d_base, z_base, p, ok, s_ul, s_dl, s_zl, HAS_Z: tl.constexpr):
+    """Raw (BLOCK_D, T) u/delta/z tiles at positions p, 0 outside the segment.
+
+    Loaded a whole chunk ahead of use: the loop is latency-bound (one dependent step after another), and
+    the next chunk's loads in flight hide a memory round trip behind T steps of work. Loaded as tiles so that
+    the access is coalesced along whichever axis is contiguous (ops/_tiles.py).
     """
-    us = ()
-    ds = ()
-    zs = ()
-    for k in tl.static_range(T):
-        ik = tl.minimum(i + k, i1 - 1)
-        t = _step_pos(ik, L, rev, REVERSE, BIDIR)
-        us = us + (tl.load(u_base + t * s_ul),)
-        ds = ds + (tl.load(d_base + t * s_dl),)
-        if HAS_Z:
-            zs = zs + (tl.load(z_base + t * s_zl),)
-        else:
-            zs = zs + (0.0,)
-    return us, ds, zs
+    m = ok[None, :]
+    ut = tl.load(u_base[:, None] + p[None, :] * s_ul, mask=m, other=0.0)
+    dt = tl.load(d_base[:, None] + p[None, :] * s_dl, mask=m, other=0.0)
+    zt = tl.load(z_base[:, None] + p[None, :] * s_zl, mask=m, other=0.0) if HAS_Z else ut
+    return ut, dt, zt
+
+
+@triton.jit
+def _step_col(cols, k: tl.constexpr, rev, T: tl.constexpr, REVERSE: tl.constexpr, BIDIR: tl.constexpr):
+    """Column of a chunk tile (or tuple slot) that holds scan step k of the chunk."""
+    if BIDIR:
+        return tl.where(rev, cols[T - 1 - k], cols[k])
+    elif REVERSE:
+        return cols[T - 1 - k]
+    else:
+        return cols[k]
 
 
 @triton.jit(do_not_specialize=["zero_stride"])
@@ -120,8 +141,8 @@ def selective_scan_fwd_kernel(
     s_Cb, s_Cg, s_Cn, s_Cl, zero_stride,
     MODE: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr, SAVE_STARTS: tl.constexpr, CHUNK: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr, T: tl.constexpr, BIDIR: tl.constexpr,
-    CARRY: tl.constexpr, FOLD: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr, T: tl.constexpr, LOG_T: tl.constexpr,
+    BIDIR: tl.constexpr, CARRY: tl.constexpr, FOLD: tl.constexpr,
 ):
     # At: (N, dim) float32 = A^T * log2(e).  starts: (batch, n_chunks, N, dim); seg_end: (batch, n_seg, N, dim);
     # seg_sum: (batch, n_seg, dim); last: (batch, N, dim); all contiguous float32.
@@ -157,20 +178,27 @@ def selective_scan_fwd_kernel(
     B_base = B_src + pid_b * s_Bb + g * s_Bg + n * s_Bn
     C_base = C_src + pid_b * s_Cb + g * s_Cg + n * s_Cn
     n_chunks = tl.cdiv(L, CHUNK)
-    nxt = _chunk_tokens(u_base, d_base, z_base, i0, i1, L, s_ul, s_dl, s_zl, rev, T, HAS_Z, REVERSE, BIDIR)
+    p, ok = _chunk_pos(i0, i1, L, rev, T, REVERSE, BIDIR)
+    nxt = _chunk_tiles(u_base, d_base, z_base, p, ok, s_ul, s_dl, s_zl, HAS_Z)
     for i in range(i0, i1, T):  # i0 and CHUNK are multiples of T
-        us, ds, zs = nxt
-        nxt = _chunk_tokens(u_base, d_base, z_base, i + T, i1, L, s_ul, s_dl, s_zl, rev, T, HAS_Z, REVERSE, BIDIR)
+        ut, dtt, zt = nxt
+        p_out, ok_out = p, ok
+        p, ok = _chunk_pos(i + T, i1, L, rev, T, REVERSE, BIDIR)
+        nxt = _chunk_tiles(u_base, d_base, z_base, p, ok, s_ul, s_dl, s_zl, HAS_Z)
+        us = columns(ut, BLOCK_D, T, LOG_T)
+        ds = columns(dtt, BLOCK_D, T, LOG_T)
+        zs = columns(zt, BLOCK_D, T, LOG_T) if HAS_Z else us
         if MODE == 0 and SAVE_STARTS:
             if i % CHUNK == 0:
                 _st(starts_ptr + (pid_b * n_chunks + i // CHUNK) * n_state * dim + nd, h, nd_ok, EVEN_N)
+        ys = ()
         for k in tl.static_range(T):
             ik = i + k
             valid = ik < i1
             t = _step_pos(ik, L, rev, REVERSE, BIDIR)
             t = tl.where(valid, t, 0)  # past the end: a harmless in-bounds position, masked below
-            u = us[k].to(tl.float32)
-            dt = ds[k].to(tl.float32)
+            u = _step_col(us, k, rev, T, REVERSE, BIDIR).to(tl.float32)
+            dt = _step_col(ds, k, rev, T, REVERSE, BIDIR).to(tl.float32)
             if HAS_BIAS:
                 dt += bias
             if SOFTPLUS:
@@ -184,11 +212,16 @@ def selective_scan_fwd_kernel(
                 if HAS_D:
                     y += Dv * u
                 if HAS_Z:
-                    z = zs[k].to(tl.float32)
+                    z = _step_col(zs, k, rev, T, REVERSE, BIDIR).to(tl.float32)
                     y = y * z * tl.sigmoid(z)
-                tl.store(o_base + t * s_ol, y.to(out_ptr.dtype.element_ty), mask=(d * 0 + ik) < i1)
+                ys = ys + (y.to(out_ptr.dtype.element_ty),)
             else:
                 dsum += dt
+        if MODE == 0:  # the chunk's outputs as one tile, in memory order
+            cols = ()
+            for j in tl.static_range(T):
+                cols = cols + (_step_col(ys, j, rev, T, REVERSE, BIDIR),)
+            tl.store(o_base[:, None] + p_out[None, :] * s_ol, tile_of(cols, BLOCK_D, T, LOG_T), mask=ok_out[None, :])
     if MODE == 1:
         _st(seg_end_ptr + (pid_b * n_seg + pid_s) * n_state * dim + nd, h, nd_ok, EVEN_N)
         tl.store(seg_sum_ptr + (pid_b * n_seg + pid_s) * dim + d, dsum)

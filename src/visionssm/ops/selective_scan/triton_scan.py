@@ -17,11 +17,20 @@ from .triton_tiled import TiledScan, use_tiled
 
 LOG2E = 1.4426950408889634
 
-_T = 8  # forward steps per unrolled chunk (CHUNK is a multiple)
 _TARGET_PROGRAMS = 1024  # enough independent programs to hide each step's latency on a large GPU
 # Up to this many forward segments the output pass folds the earlier ones in itself: no segment_carry launch
 # (~50 us of host time on the H100 machine, benchmarks/host_breakdown.py) for a few cached loads per program.
 FOLD_MAX_SEGMENTS = 16
+
+
+@cached_on_env("VISIONSSM_SCAN_T")
+def tile_tokens() -> int:
+    """Forward steps per unrolled chunk, also the width of its (channels, tokens) I/O tiles: 8 (a power of
+    two; CHUNK is a multiple). ``VISIONSSM_SCAN_T`` overrides (sweeps)."""
+    t = int(os.environ.get("VISIONSSM_SCAN_T", 8))
+    if t < 2 or t & (t - 1):
+        raise ValueError(f"VISIONSSM_SCAN_T={t}: must be a power of two >= 2")
+    return t
 
 
 @cached_on_env("VISIONSSM_SCAN_CFG", "VISIONSSM_SCAN_PROGRAMS")
@@ -30,8 +39,8 @@ def launch_config(batch: int, dim: int, dim_per_group: int, nstate: int, length:
     bd, chunk, warps = 32, 16, 1  # one channel per thread (see triton_fwd.py); VISIONSSM_SCAN_CFG sweeps it
     if os.environ.get("VISIONSSM_SCAN_CFG"):
         bd, chunk, warps = (int(v) for v in os.environ["VISIONSSM_SCAN_CFG"].split(","))
-    if chunk % _T:
-        raise ValueError(f"VISIONSSM_SCAN_CFG: chunk={chunk} must be a multiple of {_T}")
+    if chunk % tile_tokens():
+        raise ValueError(f"VISIONSSM_SCAN_CFG: chunk={chunk} must be a multiple of {tile_tokens()} (VISIONSSM_SCAN_T)")
     while dim_per_group % bd:
         bd //= 2
     bn = next_pow2(nstate)
@@ -84,7 +93,8 @@ class _TritonScan(torch.autograd.Function):
         )
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
-            REVERSE=reverse, SAVE_STARTS=save, CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn, EVEN_N=bn == nstate, T=_T,
+            REVERSE=reverse, SAVE_STARTS=save, CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn, EVEN_N=bn == nstate, T=tile_tokens(),
+            LOG_T=tile_tokens().bit_length() - 1,
             BIDIR=bidir, CARRY=n_seg > 1, FOLD=1 < n_seg <= FOLD_MAX_SEGMENTS, num_warps=warps, **register_cap(),
         )
         grid = (batch, dim // bd, n_seg)
