@@ -47,11 +47,12 @@ SCRIPT = textwrap.dedent(
     s6 = dict(common, HAS_Z=True, REVERSE=False, CHUNK=16, BLOCK_D=32, BLOCK_N=16, EVEN_N=True)
     for mode in (0, 1):
         for bidir, carry in ((False, False), (True, True)):
-            build(selective_scan_fwd_kernel, dict(s6, MODE=mode, SAVE_STARTS=True, T=8, LOG_T=3, BIDIR=bidir, CARRY=carry,
-                                                  FOLD=carry and mode == 0), 1)
-            build(selective_scan_bwd_kernel, dict(s6, MODE=mode, HAS_DLAST=True, BIDIR=bidir, CARRY=carry), 1)
-    build(selective_scan_fwd_kernel, dict(s6, MODE=0, SAVE_STARTS=False, T=8, LOG_T=3, BIDIR=False, CARRY=True, FOLD=False), 1,
-          maxnreg=128)
+            build(selective_scan_fwd_kernel, dict(s6, MODE=mode, SAVE_STARTS=True, T=8, LOG_T=3, STAGES=2,
+                                                  BIDIR=bidir, CARRY=carry, FOLD=carry and mode == 0), 1)
+            build(selective_scan_bwd_kernel, dict(s6, MODE=mode, LOG_CHUNK=4, HAS_DLAST=True, BIDIR=bidir, CARRY=carry),
+                  1)
+    build(selective_scan_fwd_kernel, dict(s6, MODE=0, SAVE_STARTS=False, T=8, LOG_T=3, STAGES=2, BIDIR=False,
+                                          CARRY=True, FOLD=False), 1, maxnreg=128)
     small = dict(common, HAS_Z=True, REVERSE=True, BLOCK_D=4, BLOCK_T=128, BLOCK_N=1)
     build(smalln_fwd_kernel, dict(small, MODE=0, SAVE_STARTS=True), 4)
     build(smalln_bwd_kernel, dict(small, MODE=0, HAS_DLAST=True), 4)

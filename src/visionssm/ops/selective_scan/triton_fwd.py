@@ -128,6 +128,16 @@ def _step_col(cols, k: tl.constexpr, rev, T: tl.constexpr, REVERSE: tl.constexpr
         return cols[k]
 
 
+@triton.jit
+def _memory_tile(step_cols, rev, BLOCK_D: tl.constexpr, T: tl.constexpr, LOG_T: tl.constexpr, REVERSE: tl.constexpr,
+                 BIDIR: tl.constexpr):
+    """(BLOCK_D, T) tile, in memory order, of a chunk's per-step columns (step order)."""
+    cols = ()
+    for j in tl.static_range(T):
+        cols = cols + (_step_col(step_cols, j, rev, T, REVERSE, BIDIR),)
+    return tile_of(cols, BLOCK_D, T, LOG_T)
+
+
 @triton.jit(do_not_specialize=["zero_stride"])
 def selective_scan_fwd_kernel(
     u_ptr, delta_ptr, At_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, last_ptr, starts_ptr,
@@ -142,7 +152,7 @@ def selective_scan_fwd_kernel(
     MODE: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr, SAVE_STARTS: tl.constexpr, CHUNK: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr, T: tl.constexpr, LOG_T: tl.constexpr,
-    BIDIR: tl.constexpr, CARRY: tl.constexpr, FOLD: tl.constexpr,
+    BIDIR: tl.constexpr, CARRY: tl.constexpr, FOLD: tl.constexpr, STAGES: tl.constexpr,
 ):
     # At: (N, dim) float32 = A^T * log2(e).  starts: (batch, n_chunks, N, dim); seg_end: (batch, n_seg, N, dim);
     # seg_sum: (batch, n_seg, dim); last: (batch, N, dim); all contiguous float32.
@@ -180,7 +190,8 @@ def selective_scan_fwd_kernel(
     n_chunks = tl.cdiv(L, CHUNK)
     p, ok = _chunk_pos(i0, i1, L, rev, T, REVERSE, BIDIR)
     nxt = _chunk_tiles(u_base, d_base, z_base, p, ok, s_ul, s_dl, s_zl, HAS_Z)
-    for i in range(i0, i1, T):  # i0 and CHUNK are multiples of T
+    # STAGES > 1: Triton copies the next chunk's B/C rows to shared memory (cp.async) while this one runs.
+    for i in tl.range(i0, i1, T, num_stages=STAGES):  # i0 and CHUNK are multiples of T
         ut, dtt, zt = nxt
         p_out, ok_out = p, ok
         p, ok = _chunk_pos(i + T, i1, L, rev, T, REVERSE, BIDIR)
@@ -218,10 +229,8 @@ def selective_scan_fwd_kernel(
             else:
                 dsum += dt
         if MODE == 0:  # the chunk's outputs as one tile, in memory order
-            cols = ()
-            for j in tl.static_range(T):
-                cols = cols + (_step_col(ys, j, rev, T, REVERSE, BIDIR),)
-            tl.store(o_base[:, None] + p_out[None, :] * s_ol, tile_of(cols, BLOCK_D, T, LOG_T), mask=ok_out[None, :])
+            y_tile = _memory_tile(ys, rev, BLOCK_D, T, LOG_T, REVERSE, BIDIR)
+            tl.store(o_base[:, None] + p_out[None, :] * s_ol, y_tile, mask=ok_out[None, :])
     if MODE == 1:
         _st(seg_end_ptr + (pid_b * n_seg + pid_s) * n_state * dim + nd, h, nd_ok, EVEN_N)
         tl.store(seg_sum_ptr + (pid_b * n_seg + pid_s) * dim + d, dsum)

@@ -8,6 +8,7 @@ import torch
 
 from .. import _alloc, _autograd
 from .._host import cached_on_env, cdiv, next_pow2, strides
+from .._launch import launch
 from .._segment_carry import segment_carry
 from .reference import grouped_bc
 from .triton_bwd import selective_scan_bwd_kernel
@@ -33,12 +34,21 @@ def tile_tokens() -> int:
     return t
 
 
+@cached_on_env("VISIONSSM_SCAN_STAGES")
+def pipeline_stages() -> int:
+    """Software-pipelining depth of the forward's chunk loop (2: B/C rows of the next chunk are copied to
+    shared memory while this one runs; 1: off). ``VISIONSSM_SCAN_STAGES`` overrides (sweeps)."""
+    return int(os.environ.get("VISIONSSM_SCAN_STAGES", 2))
+
+
 @cached_on_env("VISIONSSM_SCAN_CFG", "VISIONSSM_SCAN_PROGRAMS")
 def launch_config(batch: int, dim: int, dim_per_group: int, nstate: int, length: int):
     """(BLOCK_D, BLOCK_N, CHUNK, num_warps, seg_len, n_seg). ``VISIONSSM_SCAN_CFG=bd,chunk,warps`` overrides."""
     bd, chunk, warps = 32, 16, 1  # one channel per thread (see triton_fwd.py); VISIONSSM_SCAN_CFG sweeps it
     if os.environ.get("VISIONSSM_SCAN_CFG"):
         bd, chunk, warps = (int(v) for v in os.environ["VISIONSSM_SCAN_CFG"].split(","))
+    if chunk & (chunk - 1):
+        raise ValueError(f"VISIONSSM_SCAN_CFG: chunk={chunk} must be a power of two")
     if chunk % tile_tokens():
         raise ValueError(f"VISIONSSM_SCAN_CFG: chunk={chunk} must be a multiple of {tile_tokens()} (VISIONSSM_SCAN_T)")
     while dim_per_group % bd:
@@ -93,16 +103,16 @@ class _TritonScan(torch.autograd.Function):
         )
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
-            REVERSE=reverse, SAVE_STARTS=save, CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn, EVEN_N=bn == nstate, T=tile_tokens(),
-            LOG_T=tile_tokens().bit_length() - 1,
+            REVERSE=reverse, SAVE_STARTS=save, CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn, EVEN_N=bn == nstate,
+            T=tile_tokens(), LOG_T=tile_tokens().bit_length() - 1, STAGES=pipeline_stages(),
             BIDIR=bidir, CARRY=n_seg > 1, FOLD=1 < n_seg <= FOLD_MAX_SEGMENTS, num_warps=warps, **register_cap(),
         )
         grid = (batch, dim // bd, n_seg)
         if n_seg > 1:
-            selective_scan_fwd_kernel[grid](*args, MODE=1, **flags)
+            launch(selective_scan_fwd_kernel, grid, *args, MODE=1, **flags)
             if not flags["FOLD"]:
                 segment_carry(seg_sum, seg_end, None, reverse=False, coef=At)
-        selective_scan_fwd_kernel[grid](*args, MODE=0, **flags)
+        launch(selective_scan_fwd_kernel, grid, *args, MODE=0, **flags)
         ctx.save_for_backward(u, delta, At, B, C, D, z, delta_bias, starts, seg_sum, *(second if bidir else ()))
         ctx.cfg = (softplus, reverse, bd, bn, chunk, warps, seg_len, n_seg, bidir)
         return out, last.transpose(1, 2)
@@ -141,14 +151,15 @@ class _TritonScan(torch.autograd.Function):
         )
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
-            REVERSE=reverse, HAS_DLAST=dlast is not None, CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn, EVEN_N=bn == nstate,
+            REVERSE=reverse, HAS_DLAST=dlast is not None, CHUNK=chunk, LOG_CHUNK=chunk.bit_length() - 1,
+            BLOCK_D=bd, BLOCK_N=bn, EVEN_N=bn == nstate,
             BIDIR=bidir, CARRY=n_seg > 1, num_warps=warps, **register_cap(),
         )
         grid = (batch, n_blk, n_seg)
         if n_seg > 1:
-            selective_scan_bwd_kernel[grid](*args, MODE=1, **flags)
+            launch(selective_scan_bwd_kernel, grid, *args, MODE=1, **flags)
             segment_carry(seg_sum, seg_w, dlast, reverse=True, coef=At, init_transposed=True)
-        selective_scan_bwd_kernel[grid](*args, MODE=0, **flags)
+        launch(selective_scan_bwd_kernel, grid, *args, MODE=0, **flags)
         # Per-block partial grads of B and C -> sum over the blocks of each group (of each direction).
         n_dir = 2 if bidir else 1
         dB = dBp.view(batch, n_dir, groups, n_blk // (n_dir * groups), length, nstate).sum(3).transpose(-1, -2)
