@@ -56,7 +56,8 @@ def selective_scan_bwd_kernel(
     s_Cb, s_Cg, s_Cn, s_Cl, zero_stride,
     MODE: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr, HAS_DLAST: tl.constexpr, CHUNK: tl.constexpr,
-    LOG_CHUNK: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr, BIDIR: tl.constexpr, CARRY: tl.constexpr,
+    LOG_CHUNK: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr, BIDIR: tl.constexpr,
+    CARRY: tl.constexpr,
 ):
     # Tiles are (N, BLOCK_D): one channel per thread, its N states in registers (see triton_fwd.py).
     # du, ddelta, dz: contiguous (batch, dim, L); dBp, dCp: (batch, dim // BLOCK_D, L, N) float32;
