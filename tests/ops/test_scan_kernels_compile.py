@@ -49,7 +49,7 @@ SCRIPT = textwrap.dedent(
         for bidir, carry in ((False, False), (True, True)):
             build(selective_scan_fwd_kernel, dict(s6, MODE=mode, SAVE_STARTS=True, T=8, LOG_T=3, STAGES=2,
                                                   BIDIR=bidir, CARRY=carry, FOLD=carry and mode == 0), 1)
-            build(selective_scan_bwd_kernel, dict(s6, MODE=mode, LOG_CHUNK=4, HAS_DLAST=True, BIDIR=bidir, CARRY=carry),
+            build(selective_scan_bwd_kernel, dict(s6, MODE=mode, HAS_DLAST=True, BIDIR=bidir, CARRY=carry),
                   1)
     build(selective_scan_fwd_kernel, dict(s6, MODE=0, SAVE_STARTS=False, T=8, LOG_T=3, STAGES=2, BIDIR=False,
                                           CARRY=True, FOLD=False), 1, maxnreg=128)

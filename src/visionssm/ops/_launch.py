@@ -6,7 +6,7 @@ host_breakdown.py), more than the kernel itself at ViT sizes. ``launch`` keys a 
 Triton specialises on (tensor dtype and 16-byte alignment; integers equal to 1, divisible by 16, or too big
 for int32; the constexprs and launch options), so a hit is the kernel Triton itself would pick, and calls
 the compiled launcher directly. The first call of each variant, and every call under TRITON_INTERPRET or on
-CPU tensors, goes through ``kernel[grid]`` unchanged.
+CPU tensors, goes through ``kernel[grid]`` unchanged; ``VISIONSSM_LAUNCH=triton`` sends every call there.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def launch(kernel, grid, *args, **consts):
     """``kernel[grid](*args, **consts)``: runtime arguments positional (a prefix of the kernel's parameters),
     constexprs and launch options (num_warps, maxnreg, ...) by keyword."""
     dev = args[0]
-    if os.environ.get("TRITON_INTERPRET") == "1" or not dev.is_cuda:
+    if os.environ.get("TRITON_INTERPRET") == "1" or not dev.is_cuda or os.environ.get("VISIONSSM_LAUNCH") == "triton":
         return kernel[grid](*args, **consts)
     key = (kernel, dev.device.index, tuple(_spec(a) for a in args), tuple(consts.items()))
     hit = _CACHE.get(key)

@@ -19,26 +19,9 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .._tiles import columns
-from .triton_fwd import (
-    _channel_lanes,
-    _chunk_pos,
-    _direction,
-    _ld,
-    _memory_tile,
-    _softplus,
-    _st,
-    _step_col,
-    _step_pos,
-)
+from .triton_fwd import _channel_lanes, _direction, _ld, _softplus, _st, _step_pos
 
 LN2 = tl.constexpr(0.6931471805599453)
-
-
-@triton.jit
-def _tile(row_ptrs, s_l, p, ok):
-    """(BLOCK_D, T) tile of rows ``row_ptrs`` at positions p, 0 where not ok."""
-    return tl.load(row_ptrs[:, None] + p[None, :] * s_l, mask=ok[None, :], other=0.0)
 
 
 @triton.jit(do_not_specialize=["zero_stride"])
@@ -56,8 +39,7 @@ def selective_scan_bwd_kernel(
     s_Cb, s_Cg, s_Cn, s_Cl, zero_stride,
     MODE: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr, HAS_DLAST: tl.constexpr, CHUNK: tl.constexpr,
-    LOG_CHUNK: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr, BIDIR: tl.constexpr,
-    CARRY: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr, BIDIR: tl.constexpr, CARRY: tl.constexpr,
 ):
     # Tiles are (N, BLOCK_D): one channel per thread, its N states in registers (see triton_fwd.py).
     # du, ddelta, dz: contiguous (batch, dim, L); dBp, dCp: (batch, dim // BLOCK_D, L, N) float32;
@@ -107,66 +89,53 @@ def selective_scan_bwd_kernel(
         c = c_last - cc
         k0 = c * CHUNK
         k1 = tl.minimum(k0 + CHUNK, i1)
-        # The chunk's token values as coalesced (BLOCK_D, CHUNK) tiles, split into per-step columns (_tiles.py).
-        p, ok = _chunk_pos(k0, k1, L, rev, CHUNK, REVERSE, BIDIR)
-        xs = columns(_tile(d_base, s_dl, p, ok), BLOCK_D, CHUNK, LOG_CHUNK)
-        gs = columns(_tile(g_base, s_gl, p, ok), BLOCK_D, CHUNK, LOG_CHUNK)  # 0 past the end
-        zs = columns(_tile(z_base, s_zl, p, ok), BLOCK_D, CHUNK, LOG_CHUNK) if HAS_Z else xs
         if MODE == 0:
-            us = columns(_tile(u_base, s_ul, p, ok), BLOCK_D, CHUNK, LOG_CHUNK)
             h0 = _ld(starts_ptr + (pid_b * n_chunks_total + c) * n_state * dim + nd, nd_ok, EVEN_N)
             h = h0
-            for k in tl.static_range(CHUNK):  # recompute the chunk's states into scratch
-                valid = k0 + k < k1
-                t = tl.where(valid, _step_pos(k0 + k, L, rev, REVERSE, BIDIR), 0)
-                u = _step_col(us, k, rev, CHUNK, REVERSE, BIDIR).to(tl.float32)
-                dt = _step_col(xs, k, rev, CHUNK, REVERSE, BIDIR).to(tl.float32)
+            for i in range(k0, k1):  # recompute the chunk's states into scratch
+                t = _step_pos(i, L, rev, REVERSE, BIDIR)
+                u = tl.load(u_base + t * s_ul).to(tl.float32)
+                dt = tl.load(d_base + t * s_dl).to(tl.float32)
                 if HAS_BIAS:
                     dt += bias
                 if SOFTPLUS:
                     dt = _softplus(dt)
-                dt = tl.where(valid, dt, 0.0)  # past the segment end: the state stays
                 Bt = _ld(B_base + t * s_Bl, n_ok, EVEN_N).to(tl.float32)
                 h = tl.exp2(dt[None, :] * A2) * h + Bt[:, None] * (dt * u)[None, :]
-                tl.store(sc_base + k * (BLOCK_D * BLOCK_N), h)
-        du_cols = ()
-        ddt_cols = ()
-        dz_cols = ()
-        for j in tl.static_range(CHUNK - 1, -1, -1):  # steps of the chunk, last to first
-            valid = k0 + j < k1
-            t = tl.where(valid, _step_pos(k0 + j, L, rev, REVERSE, BIDIR), 0)
-            n_valid = n_ok & (n * 0 + k0 + j < k1)  # per element: a scalar mask is not a valid store mask
-            x = _step_col(xs, j, rev, CHUNK, REVERSE, BIDIR).to(tl.float32)
+                tl.store(sc_base + (i - k0) * (BLOCK_D * BLOCK_N), h)
+        for ii in range(0, k1 - k0):
+            i = k1 - 1 - ii
+            t = _step_pos(i, L, rev, REVERSE, BIDIR)
+            x = tl.load(d_base + t * s_dl).to(tl.float32)
             if HAS_BIAS:
                 x += bias
             if SOFTPLUS:
                 dt = _softplus(x)
             else:
                 dt = x
-            dt = tl.where(valid, dt, 0.0)  # past the segment end: the carry passes through unchanged
-            dy = _step_col(gs, j, rev, CHUNK, REVERSE, BIDIR).to(tl.float32)  # 0 past the end
+            dy = tl.load(g_base + t * s_gl).to(tl.float32)
             Ct = _ld(C_base + t * s_Cl, n_ok, EVEN_N).to(tl.float32)
-            if HAS_Z:
-                z = _step_col(zs, j, rev, CHUNK, REVERSE, BIDIR).to(tl.float32)
             if MODE == 0:
-                u = _step_col(us, j, rev, CHUNK, REVERSE, BIDIR).to(tl.float32)
-                h_t = tl.load(sc_base + j * (BLOCK_D * BLOCK_N))
+                u = tl.load(u_base + t * s_ul).to(tl.float32)
+                h_t = tl.load(sc_base + (i - k0) * (BLOCK_D * BLOCK_N))
                 if HAS_Z:
+                    z = tl.load(z_base + t * s_zl).to(tl.float32)
                     y = tl.sum(h_t * Ct[:, None], axis=0)
                     if HAS_D:
                         y += Dv * u
                     sz = tl.sigmoid(z)
-                    dz_cols = ((dy * y * sz * (1.0 + z * (1.0 - sz))).to(dz_ptr.dtype.element_ty),) + dz_cols
+                    tl.store(dz_ptr + out_row + t, (dy * y * sz * (1.0 + z * (1.0 - sz))).to(dz_ptr.dtype.element_ty))
                     dy = dy * z * sz
-                tl.store(dCp_ptr + p_base + t * n_state, tl.sum(h_t * dy[None, :], axis=1), mask=n_valid)
+                _st(dCp_ptr + p_base + t * n_state, tl.sum(h_t * dy[None, :], axis=1), n_ok, EVEN_N)
             else:
                 if HAS_Z:
+                    z = tl.load(z_base + t * s_zl).to(tl.float32)
                     dy = dy * z * tl.sigmoid(z)
             adj = Ct[:, None] * dy[None, :] + w
             w = tl.exp2(dt[None, :] * A2) * adj
             if MODE == 0:
-                if j > 0:
-                    h_prev = tl.load(sc_base + (j - 1) * (BLOCK_D * BLOCK_N))
+                if i > k0:
+                    h_prev = tl.load(sc_base + (i - 1 - k0) * (BLOCK_D * BLOCK_N))
                 else:
                     h_prev = h0
                 q = w * h_prev  # grad of (delta_t A)
@@ -178,19 +147,12 @@ def selective_scan_bwd_kernel(
                     du += Dv * dy
                     dD_acc += dy * u
                 dA_acc += q * dt[None, :]
-                tl.store(dBp_ptr + p_base + t * n_state, tl.sum(adj * (dt * u)[None, :], axis=1), mask=n_valid)
+                _st(dBp_ptr + p_base + t * n_state, tl.sum(adj * (dt * u)[None, :], axis=1), n_ok, EVEN_N)
                 if SOFTPLUS:
                     ddt = ddt * tl.sigmoid(x)
-                dbias_acc += tl.where(valid, ddt, 0.0)
-                du_cols = (du.to(du_ptr.dtype.element_ty),) + du_cols
-                ddt_cols = (ddt.to(ddelta_ptr.dtype.element_ty),) + ddt_cols
-        if MODE == 0:  # the chunk's grads as tiles, in memory order
-            o = out_row[:, None] + p[None, :]
-            m = ok[None, :]
-            tl.store(du_ptr + o, _memory_tile(du_cols, rev, BLOCK_D, CHUNK, LOG_CHUNK, REVERSE, BIDIR), mask=m)
-            tl.store(ddelta_ptr + o, _memory_tile(ddt_cols, rev, BLOCK_D, CHUNK, LOG_CHUNK, REVERSE, BIDIR), mask=m)
-            if HAS_Z:
-                tl.store(dz_ptr + o, _memory_tile(dz_cols, rev, BLOCK_D, CHUNK, LOG_CHUNK, REVERSE, BIDIR), mask=m)
+                dbias_acc += ddt
+                tl.store(du_ptr + out_row + t, du.to(du_ptr.dtype.element_ty))
+                tl.store(ddelta_ptr + out_row + t, ddt.to(ddelta_ptr.dtype.element_ty))
     if MODE == 1:
         _st(seg_w_ptr + (pid_b * n_seg + pid_s) * n_state * dim + nd, w, nd_ok, EVEN_N)
     else:

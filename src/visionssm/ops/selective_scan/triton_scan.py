@@ -47,8 +47,6 @@ def launch_config(batch: int, dim: int, dim_per_group: int, nstate: int, length:
     bd, chunk, warps = 32, 16, 1  # one channel per thread (see triton_fwd.py); VISIONSSM_SCAN_CFG sweeps it
     if os.environ.get("VISIONSSM_SCAN_CFG"):
         bd, chunk, warps = (int(v) for v in os.environ["VISIONSSM_SCAN_CFG"].split(","))
-    if chunk & (chunk - 1):
-        raise ValueError(f"VISIONSSM_SCAN_CFG: chunk={chunk} must be a power of two")
     if chunk % tile_tokens():
         raise ValueError(f"VISIONSSM_SCAN_CFG: chunk={chunk} must be a multiple of {tile_tokens()} (VISIONSSM_SCAN_T)")
     while dim_per_group % bd:
@@ -56,7 +54,9 @@ def launch_config(batch: int, dim: int, dim_per_group: int, nstate: int, length:
     bn = next_pow2(nstate)
     programs = batch * (dim // bd)
     target = int(os.environ.get("VISIONSSM_SCAN_PROGRAMS", _TARGET_PROGRAMS))
-    n_seg = max(1, min(cdiv(target, programs), cdiv(length, 4 * chunk)))
+    # Cut time into segments only when channels alone leave the GPU short of programs, and then cut deep
+    # (2 x target): segments cost a second pass, so a nearly full grid (ViT sizes) is better left whole.
+    n_seg = 1 if programs >= target else max(1, min(cdiv(2 * target, programs), cdiv(length, 4 * chunk)))
     seg_len = cdiv(cdiv(length, n_seg), chunk) * chunk
     n_seg = cdiv(length, seg_len)
     return bd, bn, chunk, warps, seg_len, n_seg
@@ -151,7 +151,7 @@ class _TritonScan(torch.autograd.Function):
         )
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
-            REVERSE=reverse, HAS_DLAST=dlast is not None, CHUNK=chunk, LOG_CHUNK=chunk.bit_length() - 1,
+            REVERSE=reverse, HAS_DLAST=dlast is not None, CHUNK=chunk,
             BLOCK_D=bd, BLOCK_N=bn, EVEN_N=bn == nstate,
             BIDIR=bidir, CARRY=n_seg > 1, num_warps=warps, **register_cap(),
         )
