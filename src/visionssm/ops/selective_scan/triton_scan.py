@@ -8,7 +8,6 @@ import torch
 
 from .. import _alloc, _autograd
 from .._host import cached_on_env, cdiv, next_pow2, strides
-from .._launch import launch
 from .._segment_carry import segment_carry
 from .reference import grouped_bc
 from .triton_bwd import selective_scan_bwd_kernel
@@ -109,10 +108,10 @@ class _TritonScan(torch.autograd.Function):
         )
         grid = (batch, dim // bd, n_seg)
         if n_seg > 1:
-            launch(selective_scan_fwd_kernel, grid, *args, MODE=1, **flags)
+            selective_scan_fwd_kernel[grid](*args, MODE=1, **flags)
             if not flags["FOLD"]:
                 segment_carry(seg_sum, seg_end, None, reverse=False, coef=At)
-        launch(selective_scan_fwd_kernel, grid, *args, MODE=0, **flags)
+        selective_scan_fwd_kernel[grid](*args, MODE=0, **flags)
         ctx.save_for_backward(u, delta, At, B, C, D, z, delta_bias, starts, seg_sum, *(second if bidir else ()))
         ctx.cfg = (softplus, reverse, bd, bn, chunk, warps, seg_len, n_seg, bidir)
         return out, last.transpose(1, 2)
@@ -157,9 +156,9 @@ class _TritonScan(torch.autograd.Function):
         )
         grid = (batch, n_blk, n_seg)
         if n_seg > 1:
-            launch(selective_scan_bwd_kernel, grid, *args, MODE=1, **flags)
+            selective_scan_bwd_kernel[grid](*args, MODE=1, **flags)
             segment_carry(seg_sum, seg_w, dlast, reverse=True, coef=At, init_transposed=True)
-        launch(selective_scan_bwd_kernel, grid, *args, MODE=0, **flags)
+        selective_scan_bwd_kernel[grid](*args, MODE=0, **flags)
         # Per-block partial grads of B and C -> sum over the blocks of each group (of each direction).
         n_dir = 2 if bidir else 1
         dB = dBp.view(batch, n_dir, groups, n_blk // (n_dir * groups), length, nstate).sum(3).transpose(-1, -2)
