@@ -94,11 +94,7 @@ for part in "$@"; do
       --models vmamba_tiny_s1l8 --no-baseline --time-budget 40 --out benchmarks/results/vmamba_variant_einsum.json" ;;
     ssdfinal) run ssdfinal 300 python3 benchmarks/bench_ssd.py --no-fla --budget 240 \
       --out benchmarks/results/ssd_h100_run${SSD_RUN:-7}.json ;;
-    stsweep) run stsweep 330 python3 benchmarks/sweep_scan.py "STAGES=1" "" "STAGES=3" "PROGRAMS=2048" "STAGES=3;PROGRAMS=2048" ;;
-    noise) run noise 330 python3 benchmarks/sweep_scan.py "STAGES=1" "" "STAGES=1" "" "T=4" ;;
-    chunksweep) run chunksweep 300 python3 benchmarks/sweep_scan.py "" "CFG=32,8,1" "PROGRAMS=2048" ;;
-    progsweep) run progsweep 300 python3 benchmarks/sweep_scan.py "" "PROGRAMS=2048" "PROGRAMS=4096" "CFG=32,32,1" ;;
-    tsweep) run tsweep 330 python3 benchmarks/sweep_scan.py "" "T=16" "MAXNREG=168" "T=16;MAXNREG=168" "PROGRAMS=2048" ;;
+    knobsweep) run knobsweep 330 python3 benchmarks/sweep_scan.py "" "STAGES=1" "T=16" "PROGRAMS=512" "PROGRAMS=2048" ;;
     compile) run compile 170 python3 benchmarks/probe_compile.py ;;
     *) echo "unknown part $part" ;;
   esac
