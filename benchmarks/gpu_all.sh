@@ -95,6 +95,8 @@ for part in "$@"; do
     ssdfinal) run ssdfinal 300 python3 benchmarks/bench_ssd.py --no-fla --budget 240 \
       --out benchmarks/results/ssd_h100_run${SSD_RUN:-7}.json ;;
     knobsweep) run knobsweep 330 python3 benchmarks/sweep_scan.py "" "STAGES=1" "T=16" "PROGRAMS=512" "PROGRAMS=2048" ;;
+    bwdsweep) run bwdsweep 300 python3 benchmarks/sweep_scan.py "" "WARP_REDUCE=0" "CFG=32,8,1" ;;
+    breakdown) run breakdown 200 python3 benchmarks/kernel_breakdown.py ;;
     compile) run compile 170 python3 benchmarks/probe_compile.py ;;
     *) echo "unknown part $part" ;;
   esac

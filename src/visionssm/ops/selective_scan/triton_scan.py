@@ -70,6 +70,13 @@ def register_cap() -> dict:
     return {"maxnreg": int(cap)} if cap else {}
 
 
+def use_warp_reduce(u: torch.Tensor, block_d: int, block_n: int, nstate: int, warps: int) -> bool:
+    """The backward's dB/dC sums by warp reduce-scatter (PTX, ops/_warp_reduce.py): CUDA tensors outside the
+    interpreter, one warp of 32 channels, N = 16. ``VISIONSSM_SCAN_WARP_REDUCE=0`` turns it off."""
+    return (u.is_cuda and os.environ.get("TRITON_INTERPRET", "0") != "1" and block_d == 32 and warps == 1
+            and block_n == nstate == 16 and os.environ.get("VISIONSSM_SCAN_WARP_REDUCE", "1") != "0")
+
+
 class _TritonScan(torch.autograd.Function):
     """One direction; or with u2/delta2/B2/C2 (BIDIR) Vision Mamba's two directions in one launch: the second
     scanned right to left, A/D/delta_bias stacked (2 dim, ...), output stacked (batch, 2 dim, L), z shared."""
@@ -131,8 +138,7 @@ class _TritonScan(torch.autograd.Function):
         du = _alloc.empty(batch, dim, length, dtype=u.dtype, device=dev)
         ddelta = _alloc.empty(batch, dim, length, dtype=delta.dtype, device=dev)
         dz = _alloc.empty(batch, dim, length, dtype=z.dtype, device=dev) if z is not None else None
-        dBp = _alloc.empty(batch, n_blk, length, nstate, **f32)
-        dCp = _alloc.empty(batch, n_blk, length, nstate, **f32)
+        dBC = _alloc.empty(batch, n_blk, length, 2 * nstate, **f32)  # per channel block: [dB | dC] per token
         dAt = torch.zeros(nstate, dim, **f32)
         dD = torch.zeros(dim, **f32) if D is not None else None
         dbias = torch.zeros(dim, **f32) if delta_bias is not None else None
@@ -144,7 +150,7 @@ class _TritonScan(torch.autograd.Function):
         opt = lambda t: t if t is not None else du
         args = (
             u, delta, At, B, C, opt(D), opt(z), opt(delta_bias), dout, opt(dlast), starts, seg_w, seg_sum, scratch,
-            du, ddelta, dAt, dBp, dCp, opt(dD), opt(dz), opt(dbias), *second,
+            du, ddelta, dAt, dBC, opt(dD), opt(dz), opt(dbias), *second,
             length, dim, dpg, nstate, seg_len, n_seg,
             *u.stride(), *delta.stride(), *strides(z), *dout.stride(), *B.stride(), *C.stride(), 0,
         )
@@ -152,7 +158,8 @@ class _TritonScan(torch.autograd.Function):
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
             REVERSE=reverse, HAS_DLAST=dlast is not None, CHUNK=chunk,
             BLOCK_D=bd, BLOCK_N=bn, EVEN_N=bn == nstate,
-            BIDIR=bidir, CARRY=n_seg > 1, num_warps=warps, **register_cap(),
+            BIDIR=bidir, CARRY=n_seg > 1, WARP_REDUCE=use_warp_reduce(u, bd, bn, nstate, warps),
+            num_warps=warps, **register_cap(),
         )
         grid = (batch, n_blk, n_seg)
         if n_seg > 1:
@@ -161,8 +168,8 @@ class _TritonScan(torch.autograd.Function):
         selective_scan_bwd_kernel[grid](*args, MODE=0, **flags)
         # Per-block partial grads of B and C -> sum over the blocks of each group (of each direction).
         n_dir = 2 if bidir else 1
-        dB = dBp.view(batch, n_dir, groups, n_blk // (n_dir * groups), length, nstate).sum(3).transpose(-1, -2)
-        dC = dCp.view(batch, n_dir, groups, n_blk // (n_dir * groups), length, nstate).sum(3).transpose(-1, -2)
+        dBC = dBC.view(batch, n_dir, groups, n_blk // (n_dir * groups), length, 2 * nstate).sum(3).transpose(-1, -2)
+        dB, dC = dBC[..., :nstate, :], dBC[..., nstate:, :]
         dD = dD.to(D.dtype) if D is not None else None
         dbias = dbias.to(delta_bias.dtype) if delta_bias is not None else None
         if not bidir:
