@@ -51,7 +51,7 @@ SCRIPT = textwrap.dedent(
                                                   BIDIR=bidir, CARRY=carry, FOLD=carry and mode == 0), 1)
             for warp_reduce in (False, True):  # the PTX reduce-scatter of dB/dC, or tl.sum
                 build(selective_scan_bwd_kernel, dict(s6, MODE=mode, HAS_DLAST=True, BIDIR=bidir, CARRY=carry,
-                                                      WARP_REDUCE=warp_reduce), 1)
+                                                      WARP_REDUCE=warp_reduce, T=8, LOG_T=3), 1)
     build(selective_scan_fwd_kernel, dict(s6, MODE=0, SAVE_STARTS=False, T=8, LOG_T=3, STAGES=2, BIDIR=False,
                                           CARRY=True, FOLD=False), 1, maxnreg=128)
     small = dict(common, HAS_Z=True, REVERSE=True, BLOCK_D=4, BLOCK_T=128, BLOCK_N=1)

@@ -4,9 +4,16 @@ The adjoint runs against the scan direction: adj_t = C_t dy_t + w_{t+1}, w_t = e
 the grad of (delta_t A) is w_t * h_{t-1}. So each program walks its segment's CHUNK-step chunks from
 last to first; per chunk it recomputes the states from the start the forward saved into a small
 per-program scratch (CHUNK x N x BLOCK_D float32, which stays in cache: slot k holds the state before
-the chunk's step k), then steps backward through the chunk. Both walks load the next step's inputs (and
-scratch slot) one step ahead, so that a step's memory latency hides behind the previous step's work; the
-state h_t is carried over from the step before, not reloaded. Per-token grads of B and C are reduced over
+the chunk's step k), then steps backward through the chunk (h_t carried over from the step before).
+
+Staged I/O: the (batch, dim, L) tensors have tokens contiguous, so a one-token access of a warp's 32
+channels touches 32 lines (Nsight at (128, 384, 197, 16): loads waiting >3,000 cycles in a queue of
+such accesses, 2-byte partial stores to L2). So a chunk's u, delta, dout, z are read once as coalesced
+(channels, CHUNK) tiles, turned into the per-token float32 values the steps need (delta after softplus,
+the gated dout, the gate's own factor, sigmoid for softplus' grad) and written to the program's scratch
+token-major, where a step reads 32 channels as one line; du, ddelta, dz go the other way (per step into
+scratch, per chunk out as tiles). A CTA barrier separates writers from readers (one warp: cheap). Both
+walks load the next step's values one step ahead. Per-token grads of B and C are reduced over
 the program's channels (by a warp reduce-scatter on CUDA, ops/_warp_reduce.py) and written per channel
 block as one row of [dB | dC] (summed over blocks afterwards, no atomics); those of A, D and delta_bias are
 summed over the batch with atomics.
@@ -24,34 +31,91 @@ import triton.language as tl
 
 from .._tiles import columns
 from .._warp_reduce import warp_reduce_scatter32
-from .triton_fwd import _channel_lanes, _direction, _ld, _softplus, _st, _step_pos
+from .triton_fwd import _channel_lanes, _chunk_pos, _direction, _ld, _memory_tile, _softplus, _st, _step_col, _step_pos
 
 LN2 = tl.constexpr(0.6931471805599453)
 
 
 @triton.jit
-def _step_inputs(t, u_base, d_base, z_base, g_base, B_base, C_base, s_ul, s_dl, s_zl, s_gl, s_Bl, s_Cl, n_ok,
-                 HAS_Z: tl.constexpr, EVEN_N: tl.constexpr):
-    """One token's raw inputs of the backward walk: delta, dout, u, z (per channel) and the B, C rows."""
-    x = tl.load(d_base + t * s_dl)
-    dy = tl.load(g_base + t * s_gl)
-    u = tl.load(u_base + t * s_ul)
-    z = tl.load(z_base + t * s_zl) if HAS_Z else x
-    Ct = _ld(C_base + t * s_Cl, n_ok, EVEN_N)
-    Bt = _ld(B_base + t * s_Bl, n_ok, EVEN_N)
-    return x, dy, u, z, Ct, Bt
+def _stage_inputs(sc_in, u_row, cu, d_row, cd, z_row, cz, g_row, cg, k0, k1, L, rev, bias, lanes,
+                  s_ul, s_dl, s_zl, s_gl, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                  REVERSE: tl.constexpr,
+                  BIDIR: tl.constexpr, CHUNK: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
+                  LOG_T: tl.constexpr):
+    """The chunk's inputs, read as coalesced (BLOCK_D, T) tiles and split into per-step columns (as the
+    forward does, ops/_tiles.py), -> float32 step values in scratch, token-major: planes [delta, u, gated
+    dout, dz factor, sigmoid(pre-softplus delta)], each (CHUNK, BLOCK_D), row k = the chunk's step k.
+    Addresses are a scalar row pointer plus int32 (channel, token) offsets: 64-bit pointer tiles, hoisted
+    out of the chunk loop, would hold ~100 registers."""
+    PLANE: tl.constexpr = CHUNK * BLOCK_D
+    for sub in tl.static_range(CHUNK // T):
+        p, ok = _chunk_pos(k0 + sub * T, k1, L, rev, T, REVERSE, BIDIR)
+        m = ok[None, :]
+        xs = columns(tl.load(d_row + (cd[:, None] + p[None, :] * s_dl), mask=m, other=0.0), BLOCK_D, T, LOG_T)
+        us = columns(tl.load(u_row + (cu[:, None] + p[None, :] * s_ul), mask=m, other=0.0), BLOCK_D, T, LOG_T)
+        gs = columns(tl.load(g_row + (cg[:, None] + p[None, :] * s_gl), mask=m, other=0.0), BLOCK_D, T, LOG_T)
+        if HAS_Z:
+            zs = columns(tl.load(z_row + (cz[:, None] + p[None, :] * s_zl), mask=m, other=0.0), BLOCK_D, T, LOG_T)
+        else:
+            zs = gs
+        for k in tl.static_range(T):  # columns in memory order -> step order
+            at = sc_in + (sub * T + k) * BLOCK_D + lanes
+            x = _step_col(xs, k, rev, T, REVERSE, BIDIR).to(tl.float32)
+            dy = _step_col(gs, k, rev, T, REVERSE, BIDIR).to(tl.float32)
+            if HAS_BIAS:
+                x += bias
+            if SOFTPLUS:
+                tl.store(at, _softplus(x))
+                tl.store(at + 4 * PLANE, tl.sigmoid(x))
+            else:
+                tl.store(at, x)
+            tl.store(at + PLANE, _step_col(us, k, rev, T, REVERSE, BIDIR).to(tl.float32))
+            if HAS_Z:
+                z = _step_col(zs, k, rev, T, REVERSE, BIDIR).to(tl.float32)
+                sz = tl.sigmoid(z)
+                tl.store(at + 3 * PLANE, dy * sz * (1.0 + z * (1.0 - sz)))  # dz = y * this
+                dy = dy * z * sz
+            tl.store(at + 2 * PLANE, dy)
 
 
 @triton.jit
-def _step_size(x, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
-    """(pre-softplus delta, delta) in float32."""
-    x = x.to(tl.float32)
-    if HAS_BIAS:
-        x += bias
-    if SOFTPLUS:
-        return x, _softplus(x)
-    else:
-        return x, x
+def _flush_plane(sc_plane, dst, rows, p, ok, rev, lanes, REVERSE: tl.constexpr, BIDIR: tl.constexpr,
+                 BLOCK_D: tl.constexpr, T: tl.constexpr, LOG_T: tl.constexpr, sub: tl.constexpr):
+    cols = ()
+    for k in tl.static_range(T):
+        cols = cols + (tl.load(sc_plane + (sub * T + k) * BLOCK_D + lanes),)
+    tile = _memory_tile(cols, rev, BLOCK_D, T, LOG_T, REVERSE, BIDIR)
+    tl.store(dst + (rows[:, None] + p[None, :]), tile.to(dst.dtype.element_ty), mask=ok[None, :])
+
+
+@triton.jit
+def _flush_outputs(sc_out, du_ptr, ddelta_ptr, dz_ptr, rows, k0, k1, L, rev, lanes, HAS_Z: tl.constexpr,
+                   REVERSE: tl.constexpr, BIDIR: tl.constexpr, CHUNK: tl.constexpr, BLOCK_D: tl.constexpr,
+                   T: tl.constexpr, LOG_T: tl.constexpr):
+    """The chunk's du, ddelta (, dz) planes from scratch -> coalesced (BLOCK_D, T) tiles in memory."""
+    PLANE: tl.constexpr = CHUNK * BLOCK_D
+    for sub in tl.static_range(CHUNK // T):
+        p, ok = _chunk_pos(k0 + sub * T, k1, L, rev, T, REVERSE, BIDIR)
+        _flush_plane(sc_out, du_ptr, rows, p, ok, rev, lanes, REVERSE, BIDIR, BLOCK_D, T, LOG_T, sub)
+        _flush_plane(sc_out + PLANE, ddelta_ptr, rows, p, ok, rev, lanes, REVERSE, BIDIR, BLOCK_D, T, LOG_T, sub)
+        if HAS_Z:
+            _flush_plane(sc_out + 2 * PLANE, dz_ptr, rows, p, ok, rev, lanes, REVERSE, BIDIR, BLOCK_D, T, LOG_T, sub)
+
+
+@triton.jit
+def _step_values(sc_in, C_base, B_base, k, t, s_Cl, s_Bl, n_ok, lanes, HAS_Z: tl.constexpr, SOFTPLUS: tl.constexpr,
+                 EVEN_N: tl.constexpr, CHUNK: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Step slot k's staged values (delta, u, gated dout, dz factor, softplus grad factor) and C, B rows."""
+    PLANE: tl.constexpr = CHUNK * BLOCK_D
+    at = sc_in + k * BLOCK_D + lanes
+    dt = tl.load(at)
+    u = tl.load(at + PLANE)
+    dy = tl.load(at + 2 * PLANE)
+    gz = tl.load(at + 3 * PLANE) if HAS_Z else dy
+    sx = tl.load(at + 4 * PLANE) if SOFTPLUS else dy
+    Ct = _ld(C_base + t * s_Cl, n_ok, EVEN_N).to(tl.float32)
+    Bt = _ld(B_base + t * s_Bl, n_ok, EVEN_N).to(tl.float32)
+    return dt, u, dy, gz, sx, Ct, Bt
 
 
 @triton.jit(do_not_specialize=["zero_stride"])
@@ -70,12 +134,14 @@ def selective_scan_bwd_kernel(
     MODE: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr, HAS_DLAST: tl.constexpr, CHUNK: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr, BIDIR: tl.constexpr, CARRY: tl.constexpr,
-    WARP_REDUCE: tl.constexpr,
+    WARP_REDUCE: tl.constexpr, T: tl.constexpr, LOG_T: tl.constexpr,
 ):
     # Tiles are (N, BLOCK_D): one channel per thread, its N states in registers (see triton_fwd.py).
     # du, ddelta, dz: contiguous (batch, dim, L); dBC: (batch, dim // BLOCK_D, L, 2 N) float32, [dB | dC];
     # seg_w: (batch, n_seg, N, dim); seg_sum: (batch, n_seg, dim) and starts (batch, n_chunks, N, dim)
     # from the forward; At (N, dim) = A^T log2(e); dAt (N, dim) float32 accumulator.
+    # scratch per program (float32): CHUNK state slots (N, BLOCK_D), then 5 input and 3 output planes
+    # (CHUNK, BLOCK_D) (scratch_floats in triton_scan.py).
     # WARP_REDUCE (CUDA, BLOCK_D = 32 on one warp, N = 16): dB and dC by warp_reduce_scatter32.
     pid_b = tl.program_id(0)
     pid_d = tl.program_id(1)
@@ -101,17 +167,17 @@ def selective_scan_bwd_kernel(
             w = _ld(dlast_ptr + pid_b * n_state * dim + nd, nd_ok, EVEN_N)  # dlast: (batch, N, dim)
     i0 = pid_s * seg_len
     i1 = tl.minimum(i0 + seg_len, L)
-    u_base = u_src + pid_b * s_ub + c_loc * s_ud
-    d_base = d_src + pid_b * s_db + c_loc * s_dd
-    z_base = z_ptr + pid_b * s_zb + c_loc * s_zd
-    g_base = dout_ptr + pid_b * s_gb + d * s_gd
     B_base = B_src + pid_b * s_Bb + g * s_Bg + n * s_Bn
     C_base = C_src + pid_b * s_Cb + g * s_Cg + n * s_Cn
     out_row = row * L
     p_base = (pid_b * n_blk + pid_d) * L * (2 * n_state)  # dBC rows: [dB | dC] per token
     prog = (pid_b * n_blk + pid_d) * tl.num_programs(2) + pid_s
     SLOT: tl.constexpr = BLOCK_D * BLOCK_N
-    sc_base = scratch_ptr + prog * (CHUNK * SLOT) + n[:, None] * BLOCK_D + lanes[None, :]
+    PLANE: tl.constexpr = CHUNK * BLOCK_D
+    sc_state = scratch_ptr + prog * (CHUNK * SLOT + 8 * PLANE)
+    sc_in = sc_state + CHUNK * SLOT
+    sc_out = sc_in + 5 * PLANE
+    sc_base = sc_state + n[:, None] * BLOCK_D + lanes[None, :]
     n_chunks_total = tl.cdiv(L, CHUNK)
     dA_acc = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
     dD_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
@@ -122,51 +188,49 @@ def selective_scan_bwd_kernel(
         c = c_last - cc
         k0 = c * CHUNK
         k1 = tl.minimum(k0 + CHUNK, i1)
+        _stage_inputs(sc_in, u_src + pid_b * s_ub, c_loc * s_ud, d_src + pid_b * s_db, c_loc * s_dd,
+                      z_ptr + pid_b * s_zb, c_loc * s_zd, dout_ptr + pid_b * s_gb, d * s_gd, k0, k1, L, rev, bias,
+                      lanes, s_ul, s_dl, s_zl, s_gl, HAS_Z, HAS_BIAS, SOFTPLUS, REVERSE, BIDIR, CHUNK, BLOCK_D, T,
+                      LOG_T)
+        tl.debug_barrier()  # staged planes visible to every lane
         h_t = w  # (MODE=1 keeps no states)
         if MODE == 0:  # recompute the chunk's states into scratch slots 0 .. k1-k0-1; h_t: the last one
             h_t = _ld(starts_ptr + (pid_b * n_chunks_total + c) * n_state * dim + nd, nd_ok, EVEN_N)
             tp = _step_pos(k0, L, rev, REVERSE, BIDIR)
-            nu, nx, nB = tl.load(u_base + tp * s_ul), tl.load(d_base + tp * s_dl), _ld(B_base + tp * s_Bl, n_ok, EVEN_N)
+            ndt, nu, nB = tl.load(sc_in + lanes), tl.load(sc_in + PLANE + lanes), _ld(B_base + tp * s_Bl, n_ok, EVEN_N)
             for i in range(k0, k1):
-                u, x, Bt = nu, nx, nB
-                tp = _step_pos(tl.minimum(i + 1, k1 - 1), L, rev, REVERSE, BIDIR)  # next step's inputs, in flight
-                nu, nx, nB = tl.load(u_base + tp * s_ul), tl.load(d_base + tp * s_dl), _ld(B_base + tp * s_Bl, n_ok, EVEN_N)
+                dt, u, Bt = ndt, nu, nB
+                j = tl.minimum(i + 1, k1 - 1)  # next step's values, in flight during this one
+                tp = _step_pos(j, L, rev, REVERSE, BIDIR)
+                ndt = tl.load(sc_in + (j - k0) * BLOCK_D + lanes)
+                nu = tl.load(sc_in + PLANE + (j - k0) * BLOCK_D + lanes)
+                nB = _ld(B_base + tp * s_Bl, n_ok, EVEN_N)
                 tl.store(sc_base + (i - k0) * SLOT, h_t)
-                _, dt = _step_size(x, bias, HAS_BIAS, SOFTPLUS)
-                h_t = tl.exp2(dt[None, :] * A2) * h_t + Bt.to(tl.float32)[:, None] * (dt * u.to(tl.float32))[None, :]
+                h_t = tl.exp2(dt[None, :] * A2) * h_t + Bt.to(tl.float32)[:, None] * (dt * u)[None, :]
         t = _step_pos(k1 - 1, L, rev, REVERSE, BIDIR)
-        nxt = _step_inputs(t, u_base, d_base, z_base, g_base, B_base, C_base, s_ul, s_dl, s_zl, s_gl, s_Bl, s_Cl,
-                           n_ok, HAS_Z, EVEN_N)
+        nxt = _step_values(sc_in, C_base, B_base, k1 - 1 - k0, t, s_Cl, s_Bl, n_ok, lanes, HAS_Z, SOFTPLUS, EVEN_N,
+                           CHUNK, BLOCK_D)
         h_nxt = tl.load(sc_base + (k1 - 1 - k0) * SLOT) if MODE == 0 else w
         for ii in range(0, k1 - k0):
             i = k1 - 1 - ii
             t = _step_pos(i, L, rev, REVERSE, BIDIR)
-            xr, dy, u, z, Ct, Bt = nxt
+            dt, u, dy, gz, sx, Ct, Bt = nxt
             h_prev = h_nxt
-            j = tl.maximum(i - 1, k0)  # the next (earlier) step's inputs, in flight during this one
+            j = tl.maximum(i - 1, k0)  # the next (earlier) step's values, in flight during this one
             tj = _step_pos(j, L, rev, REVERSE, BIDIR)
-            nxt = _step_inputs(tj, u_base, d_base, z_base, g_base, B_base, C_base, s_ul, s_dl, s_zl, s_gl, s_Bl,
-                               s_Cl, n_ok, HAS_Z, EVEN_N)
-            if MODE == 0:
-                h_nxt = tl.load(sc_base + (j - k0) * SLOT)
-            x, dt = _step_size(xr, bias, HAS_BIAS, SOFTPLUS)
-            dy = dy.to(tl.float32)
-            u = u.to(tl.float32)
-            Ct = Ct.to(tl.float32)
-            if HAS_Z:
-                z = z.to(tl.float32)
-                sz = tl.sigmoid(z)
-                if MODE == 0:
-                    y = tl.sum(h_t * Ct[:, None], axis=0)
-                    if HAS_D:
-                        y += Dv * u
-                    tl.store(dz_ptr + out_row + t, (dy * y * sz * (1.0 + z * (1.0 - sz))).to(dz_ptr.dtype.element_ty))
-                dy = dy * z * sz
+            nxt = _step_values(sc_in, C_base, B_base, j - k0, tj, s_Cl, s_Bl, n_ok, lanes, HAS_Z, SOFTPLUS, EVEN_N,
+                               CHUNK, BLOCK_D)
             adj = Ct[:, None] * dy[None, :] + w
             w = tl.exp2(dt[None, :] * A2) * adj
             if MODE == 0:
+                h_nxt = tl.load(sc_base + (j - k0) * SLOT)
+                at = sc_out + (i - k0) * BLOCK_D + lanes
+                if HAS_Z:
+                    y = tl.sum(h_t * Ct[:, None], axis=0)
+                    if HAS_D:
+                        y += Dv * u
+                    tl.store(at + 2 * PLANE, y * gz)
                 q = w * h_prev  # grad of (delta_t A)
-                Bt = Bt.to(tl.float32)
                 gB = tl.sum(adj * Bt[:, None], axis=0)
                 ddt = tl.sum(q * A2, axis=0) * LN2 + gB * u
                 du = gB * dt
@@ -184,11 +248,15 @@ def selective_scan_bwd_kernel(
                     _st(dBC_ptr + p_base + t * (2 * n_state) + n, tl.sum(gBrow, axis=1), n_ok, EVEN_N)
                     _st(dBC_ptr + p_base + t * (2 * n_state) + n_state + n, tl.sum(gCrow, axis=1), n_ok, EVEN_N)
                 if SOFTPLUS:
-                    ddt = ddt * tl.sigmoid(x)
+                    ddt = ddt * sx
                 dbias_acc += ddt
-                tl.store(du_ptr + out_row + t, du.to(du_ptr.dtype.element_ty))
-                tl.store(ddelta_ptr + out_row + t, ddt.to(ddelta_ptr.dtype.element_ty))
+                tl.store(at, du)
+                tl.store(at + PLANE, ddt)
                 h_t = h_prev
+        tl.debug_barrier()  # every lane done with this chunk's planes
+        if MODE == 0:
+            _flush_outputs(sc_out, du_ptr, ddelta_ptr, dz_ptr, out_row, k0, k1, L, rev, lanes, HAS_Z, REVERSE, BIDIR,
+                           CHUNK, BLOCK_D, T, LOG_T)
     if MODE == 1:
         _st(seg_w_ptr + (pid_b * n_seg + pid_s) * n_state * dim + nd, w, nd_ok, EVEN_N)
     else:

@@ -143,7 +143,7 @@ class _TritonScan(torch.autograd.Function):
         dD = torch.zeros(dim, **f32) if D is not None else None
         dbias = torch.zeros(dim, **f32) if delta_bias is not None else None
         seg_w = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else dAt
-        scratch = torch.empty(batch * n_blk * n_seg * chunk * bd * bn, **f32)
+        scratch = torch.empty(batch * n_blk * n_seg * chunk * bd * (bn + 8), **f32)  # see triton_bwd.py
         if dlast is not None:  # segment_carry takes (batch, dim, N); the kernel's own load wants (batch, N, dim)
             dlast = dlast.float().contiguous() if n_seg > 1 else dlast.transpose(1, 2).float().contiguous()
         dout = dout.contiguous() if bidir else dout
@@ -159,6 +159,7 @@ class _TritonScan(torch.autograd.Function):
             REVERSE=reverse, HAS_DLAST=dlast is not None, CHUNK=chunk,
             BLOCK_D=bd, BLOCK_N=bn, EVEN_N=bn == nstate,
             BIDIR=bidir, CARRY=n_seg > 1, WARP_REDUCE=use_warp_reduce(u, bd, bn, nstate, warps),
+            T=tile_tokens(), LOG_T=tile_tokens().bit_length() - 1,
             num_warps=warps, **register_cap(),
         )
         grid = (batch, n_blk, n_seg)
