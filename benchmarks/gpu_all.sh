@@ -40,7 +40,7 @@ for part in "$@"; do
     tiledsweep) run tiledsweep 330 python3 benchmarks/sweep_scan.py "TILED=0" "" "TILED_CFG=4,4,4,4" \
       "TILED_CFG=8,8,8,8" "TILED_CFG=2,8,2,2" "TILED_CFG=8,4,8,8" "TILED_CFG=16,4,16,16" ;;
     probescan) run probescan 200 python3 benchmarks/probe_scan.py ;;
-    profhost) run profhost 150 python3 benchmarks/profile_host.py ;;
+    profhost) run profhost 150 python3 benchmarks/profile_host.py scan scanfb ;;
     hostbreak) run hostbreak 100 python3 benchmarks/host_breakdown.py ;;
     ssdsweep) run ssdsweep 200 python3 benchmarks/bench_ssd.py --shapes 8,6085,12,64,64 --sweep --no-noncausal --no-fla --budget 170 \
       --out benchmarks/results/ssd_sweep_long.json ;;
@@ -95,7 +95,9 @@ for part in "$@"; do
     ssdfinal) run ssdfinal 300 python3 benchmarks/bench_ssd.py --no-fla --budget 240 \
       --out benchmarks/results/ssd_h100_run${SSD_RUN:-7}.json ;;
     knobsweep) run knobsweep 330 python3 benchmarks/sweep_scan.py "" "STAGES=1" "T=16" "PROGRAMS=512" "PROGRAMS=2048" ;;
-    bwdsweep) run bwdsweep 300 python3 benchmarks/sweep_scan.py "" "WARP_REDUCE=0" "CFG=32,8,1" ;;
+    bwdsweep) run bwdsweep 300 python3 benchmarks/sweep_scan.py "" "WARP_REDUCE=0" "CFG=32,8,1" "CFG=32,32,1" ;;
+    bwdtests) run bwdtests 400 python3 -m pytest -m gpu -q -rf --tb=short -p no:cacheprovider \
+      tests/ops/test_selective_scan_triton.py tests/ops/test_bidirectional_scan.py -k "not smalln" ;;
     breakdown) run breakdown 200 python3 benchmarks/kernel_breakdown.py ;;
     compile) run compile 170 python3 benchmarks/probe_compile.py ;;
     *) echo "unknown part $part" ;;

@@ -1,7 +1,7 @@
 """Host-side cost of one op call (cProfile), on a tiny problem so the GPU never limits: where the microseconds
 between Python and the kernel launch go. Prints the top entries by own time.
 
-    python benchmarks/profile_host.py [scan|ssd|bidir] ...
+    python benchmarks/profile_host.py [scan|scanfb|ssd|bidir] ...   (scanfb: forward + backward)
 """
 
 from __future__ import annotations
@@ -25,6 +25,11 @@ def case(name):
     if name == "scan":
         x = make_inputs(2, 64, 16, 16, torch.bfloat16)
         return lambda: selective_scan(**x, delta_softplus=True, backend="triton")
+    if name == "scanfb":
+        x = make_inputs(2, 64, 16, 16, torch.bfloat16)
+        leaves = {k: v.detach().clone().requires_grad_(True) for k, v in x.items()}
+        grad = torch.randn_like(x["u"])
+        return lambda: selective_scan(**leaves, delta_softplus=True, backend="triton").backward(grad)
     if name == "bidir":
         x = make_inputs(2, 64, 16, 16, torch.bfloat16)
         p = {k: (v, v.clone()) for k, v in x.items()}
@@ -41,7 +46,7 @@ def case(name):
 def main():
     for name in sys.argv[1:] or ["scan", "ssd", "bidir"]:
         fn = case(name)
-        with torch.no_grad():
+        with torch.set_grad_enabled(name == "scanfb"):
             for _ in range(20):
                 fn()
             torch.cuda.synchronize()

@@ -121,6 +121,7 @@ class _TritonScan(torch.autograd.Function):
         selective_scan_fwd_kernel[grid](*args, MODE=0, **flags)
         ctx.save_for_backward(u, delta, At, B, C, D, z, delta_bias, starts, seg_sum, *(second if bidir else ()))
         ctx.cfg = (softplus, reverse, bd, bn, chunk, warps, seg_len, n_seg, bidir)
+        ctx.set_materialize_grads(False)  # an unused last state costs no zero-filled grad (host time, a launch)
         return out, last.transpose(1, 2)
 
     @staticmethod
@@ -135,13 +136,16 @@ class _TritonScan(torch.autograd.Function):
         dev = u.device
         f32 = dict(dtype=torch.float32, device=dev)
         n_blk = dim // bd
+        if dout is None:  # only the last state was used
+            dout = torch.zeros(batch, dim, length, dtype=u.dtype, device=dev)
         du = _alloc.empty(batch, dim, length, dtype=u.dtype, device=dev)
         ddelta = _alloc.empty(batch, dim, length, dtype=delta.dtype, device=dev)
         dz = _alloc.empty(batch, dim, length, dtype=z.dtype, device=dev) if z is not None else None
         dBC = _alloc.empty(batch, n_blk, length, 2 * nstate, **f32)  # per channel block: [dB | dC] per token
-        dAt = torch.zeros(nstate, dim, **f32)
-        dD = torch.zeros(dim, **f32) if D is not None else None
-        dbias = torch.zeros(dim, **f32) if delta_bias is not None else None
+        acc = torch.zeros((nstate + 2) * dim, **f32)  # the atomic accumulators in one fill: dA^T, dD, ddelta_bias
+        dAt = acc[: nstate * dim].view(nstate, dim)
+        dD = acc[nstate * dim: (nstate + 1) * dim] if D is not None else None
+        dbias = acc[(nstate + 1) * dim:] if delta_bias is not None else None
         seg_w = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else dAt
         scratch = torch.empty(batch * n_blk * n_seg * chunk * bd * (bn + 8), **f32)  # see triton_bwd.py
         if dlast is not None:  # segment_carry takes (batch, dim, N); the kernel's own load wants (batch, N, dim)
