@@ -99,6 +99,8 @@ for part in "$@"; do
     bwdtests) run bwdtests 400 python3 -m pytest -m gpu -q -rf --tb=short -p no:cacheprovider \
       tests/ops/test_selective_scan_triton.py tests/ops/test_bidirectional_scan.py -k "not smalln" ;;
     breakdown) run breakdown 200 python3 benchmarks/kernel_breakdown.py ;;
+    chunkcmp) run chunkcmp 300 bash -c "python3 benchmarks/kernel_breakdown.py --no-base --top 2 && \
+      VISIONSSM_SCAN_CFG=32,8,1 python3 benchmarks/kernel_breakdown.py --no-base --top 2" ;;
     compile) run compile 170 python3 benchmarks/probe_compile.py ;;
     *) echo "unknown part $part" ;;
   esac

@@ -2,7 +2,7 @@
 call (Python side, no synchronisation) and device time per kernel (torch.profiler), for ours and, when
 importable, mamba_ssm's selective_scan_fn, at the bench_scan.py shapes. Prints a table, writes no JSON.
 
-    python benchmarks/kernel_breakdown.py [--shapes 128,384,197,16 ...] [--top 6]
+    python benchmarks/kernel_breakdown.py [--shapes 128,384,197,16 ...] [--top 6] [--no-base]
 """
 
 from __future__ import annotations
@@ -57,9 +57,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shapes", nargs="*", default=None, help="batch,dim,L,N ...")
     ap.add_argument("--top", type=int, default=6)
+    ap.add_argument("--no-base", action="store_true", help="skip mamba_ssm")
     args = ap.parse_args()
     shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes] if args.shapes else SHAPES[:4]
-    base = load_selective_scan_fn(verbose=False)
+    base = None if args.no_base else load_selective_scan_fn(verbose=False)
     impls = {"ours": lambda **kw: selective_scan(**kw, delta_softplus=True, backend="triton")}
     if base is not None:
         impls["mamba"] = lambda **kw: base(**kw, delta_softplus=True)
