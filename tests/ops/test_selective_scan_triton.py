@@ -64,13 +64,13 @@ def test_triton_fp32_matches_reference(shape, groups, reverse, triton_device):
 
 @pytest.mark.parametrize("reverse,fold", [(False, False), (True, False), (False, True), (True, True)])
 def test_triton_many_segments(reverse, fold, triton_device, monkeypatch):
-    # One row of 4 channels over 600 tokens: 10 time segments, whose entering states (and the backward's
+    # One row of 4 channels over 600 tokens: >= 10 time segments, whose entering states (and the backward's
     # entering adjoints, the last state's grad included) come from one scan over the segments; or (fold) the
     # forward's output pass folds the earlier segments in itself.
     from visionssm.ops.selective_scan import triton_scan
 
     monkeypatch.setattr(triton_scan, "FOLD_MAX_SEGMENTS", 64 if fold else 0)
-    assert triton_scan.launch_config(1, 4, 4, 16, 600)[5] == 10
+    assert triton_scan.launch_config(1, 4, 4, 16, 600)[5] >= 10
     _check((1, 4, 600, 16), 1, reverse, True, triton_device)
 
 

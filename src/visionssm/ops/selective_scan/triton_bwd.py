@@ -14,9 +14,9 @@ the gated dout, the gate's own factor, sigmoid for softplus' grad) and written t
 token-major, where a step reads 32 channels as one line; du, ddelta, dz go the other way (per step into
 scratch, per chunk out as tiles). A CTA barrier separates writers from readers (one warp: cheap). Both
 walks load the next step's values one step ahead. Per-token grads of B and C are reduced over
-the program's channels (by a warp reduce-scatter on CUDA, ops/_warp_reduce.py) and written per channel
-block as one row of [dB | dC] (summed over blocks afterwards, no atomics); those of A, D and delta_bias are
-summed over the batch with atomics.
+the program's channels (by a warp reduce-scatter on CUDA, ops/_warp_reduce.py) and added into one
+zeroed [dB | dC] row per (batch, group, token) with atomics (no partial buffer, no reduction launch);
+those of A, D and delta_bias are summed over the batch with atomics too.
 
 With segments (long sequences), MODE=1 first computes each segment's outgoing adjoint from a zero carry;
 ops/_segment_carry.py composes them (through exp(A * sum delta) of each) into the carry entering every
@@ -137,7 +137,8 @@ def selective_scan_bwd_kernel(
     WARP_REDUCE: tl.constexpr, T: tl.constexpr, LOG_T: tl.constexpr,
 ):
     # Tiles are (N, BLOCK_D): one channel per thread, its N states in registers (see triton_fwd.py).
-    # du, ddelta, dz: contiguous (batch, dim, L); dBC: (batch, dim // BLOCK_D, L, 2 N) float32, [dB | dC];
+    # du, ddelta, dz: contiguous (batch, dim, L); dBC: (batch, dim // dim_per_group, L, 2 N) float32, [dB | dC],
+    # zeroed, summed into by every channel block of the group (atomics);
     # seg_w: (batch, n_seg, N, dim); seg_sum: (batch, n_seg, dim) and starts (batch, n_chunks, N, dim)
     # from the forward; At (N, dim) = A^T log2(e); dAt (N, dim) float32 accumulator.
     # scratch per program (float32): CHUNK state slots (N, BLOCK_D), then 5 input and 3 output planes
@@ -170,7 +171,7 @@ def selective_scan_bwd_kernel(
     B_base = B_src + pid_b * s_Bb + g * s_Bg + n * s_Bn
     C_base = C_src + pid_b * s_Cb + g * s_Cg + n * s_Cn
     out_row = row * L
-    p_base = (pid_b * n_blk + pid_d) * L * (2 * n_state)  # dBC rows: [dB | dC] per token
+    p_base = (pid_b * (dim // dim_per_group) + (pid_d * BLOCK_D) // dim_per_group) * L * (2 * n_state)  # [dB | dC]
     prog = (pid_b * n_blk + pid_d) * tl.num_programs(2) + pid_s
     SLOT: tl.constexpr = BLOCK_D * BLOCK_N
     PLANE: tl.constexpr = CHUNK * BLOCK_D
@@ -243,10 +244,11 @@ def selective_scan_bwd_kernel(
                 if WARP_REDUCE:  # lane l: total of [dB | dC][l]
                     sums = warp_reduce_scatter32(columns(tl.trans(gBrow), BLOCK_D, BLOCK_N, 4)
                                                  + columns(tl.trans(gCrow), BLOCK_D, BLOCK_N, 4))
-                    tl.store(dBC_ptr + p_base + t * (2 * n_state) + tl.arange(0, BLOCK_D), sums)
+                    tl.atomic_add(dBC_ptr + p_base + t * (2 * n_state) + tl.arange(0, BLOCK_D), sums, sem="relaxed")
                 else:
-                    _st(dBC_ptr + p_base + t * (2 * n_state) + n, tl.sum(gBrow, axis=1), n_ok, EVEN_N)
-                    _st(dBC_ptr + p_base + t * (2 * n_state) + n_state + n, tl.sum(gCrow, axis=1), n_ok, EVEN_N)
+                    row_t = dBC_ptr + p_base + t * (2 * n_state) + n
+                    tl.atomic_add(row_t, tl.sum(gBrow, axis=1), mask=n_ok, sem="relaxed")
+                    tl.atomic_add(row_t + n_state, tl.sum(gCrow, axis=1), mask=n_ok, sem="relaxed")
                 if SOFTPLUS:
                     ddt = ddt * sx
                 dbias_acc += ddt

@@ -43,7 +43,7 @@ def pipeline_stages() -> int:
 @cached_on_env("VISIONSSM_SCAN_CFG", "VISIONSSM_SCAN_PROGRAMS")
 def launch_config(batch: int, dim: int, dim_per_group: int, nstate: int, length: int):
     """(BLOCK_D, BLOCK_N, CHUNK, num_warps, seg_len, n_seg). ``VISIONSSM_SCAN_CFG=bd,chunk,warps`` overrides."""
-    bd, chunk, warps = 32, 16, 1  # one channel per thread (see triton_fwd.py); VISIONSSM_SCAN_CFG sweeps it
+    bd, chunk, warps = 32, 8, 1  # one channel per thread (see triton_fwd.py); VISIONSSM_SCAN_CFG sweeps it
     if os.environ.get("VISIONSSM_SCAN_CFG"):
         bd, chunk, warps = (int(v) for v in os.environ["VISIONSSM_SCAN_CFG"].split(","))
     if chunk % tile_tokens():
@@ -141,11 +141,14 @@ class _TritonScan(torch.autograd.Function):
         du = _alloc.empty(batch, dim, length, dtype=u.dtype, device=dev)
         ddelta = _alloc.empty(batch, dim, length, dtype=delta.dtype, device=dev)
         dz = _alloc.empty(batch, dim, length, dtype=z.dtype, device=dev) if z is not None else None
-        dBC = _alloc.empty(batch, n_blk, length, 2 * nstate, **f32)  # per channel block: [dB | dC] per token
-        acc = torch.zeros((nstate + 2) * dim, **f32)  # the atomic accumulators in one fill: dA^T, dD, ddelta_bias
+        # The atomic accumulators, zeroed in one fill: dA^T, dD, ddelta_bias, and [dB | dC] per (batch, group
+        # of either direction, token).
+        n_grp = dim // dpg
+        acc = torch.zeros((nstate + 2) * dim + batch * n_grp * length * 2 * nstate, **f32)
         dAt = acc[: nstate * dim].view(nstate, dim)
         dD = acc[nstate * dim: (nstate + 1) * dim] if D is not None else None
-        dbias = acc[(nstate + 1) * dim:] if delta_bias is not None else None
+        dbias = acc[(nstate + 1) * dim: (nstate + 2) * dim] if delta_bias is not None else None
+        dBC = acc[(nstate + 2) * dim:].view(batch, n_grp, length, 2 * nstate)
         seg_w = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else dAt
         scratch = torch.empty(batch * n_blk * n_seg * chunk * bd * (bn + 8), **f32)  # see triton_bwd.py
         if dlast is not None:  # segment_carry takes (batch, dim, N); the kernel's own load wants (batch, N, dim)
@@ -171,9 +174,8 @@ class _TritonScan(torch.autograd.Function):
             selective_scan_bwd_kernel[grid](*args, MODE=1, **flags)
             segment_carry(seg_sum, seg_w, dlast, reverse=True, coef=At, init_transposed=True)
         selective_scan_bwd_kernel[grid](*args, MODE=0, **flags)
-        # Per-block partial grads of B and C -> sum over the blocks of each group (of each direction).
         n_dir = 2 if bidir else 1
-        dBC = dBC.view(batch, n_dir, groups, n_blk // (n_dir * groups), length, 2 * nstate).sum(3).transpose(-1, -2)
+        dBC = dBC.view(batch, n_dir, groups, length, 2 * nstate).transpose(-1, -2)
         dB, dC = dBC[..., :nstate, :], dBC[..., nstate:, :]
         dD = dD.to(D.dtype) if D is not None else None
         dbias = dbias.to(delta_bias.dtype) if delta_bias is not None else None
