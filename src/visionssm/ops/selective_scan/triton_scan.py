@@ -84,6 +84,15 @@ class _TritonScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus, reverse, u2=None, delta2=None, B2=None, C2=None):
         bidir = u2 is not None
+        # B, C (and B2, C2) arrive (batch, G, N, L) in any dtype and layout; the kernels read float32 N-vectors.
+        # Converted here rather than by the caller: outside, each conversion is a few autograd nodes whose
+        # backward evaluation costs host time on every training step (the grads are cast back below).
+        ctx.bc_dtypes = (B.dtype, C.dtype, *((B2.dtype, C2.dtype) if bidir else ()))
+        B, C = _n_contiguous(B), _n_contiguous(C)
+        if bidir:
+            B2, C2 = _n_contiguous(B2), _n_contiguous(C2)
+            if B.stride() != B2.stride() or C.stride() != C2.stride():  # one set of strides serves both
+                B, C, B2, C2 = B.contiguous(), C.contiguous(), B2.contiguous(), C2.contiguous()
         batch, dim, length = u.shape
         groups, nstate = B.shape[1], A.shape[1]
         dpg = dim // groups
@@ -179,13 +188,14 @@ class _TritonScan(torch.autograd.Function):
         dB, dC = dBC[..., :nstate, :], dBC[..., nstate:, :]
         dD = dD.to(D.dtype) if D is not None else None
         dbias = dbias.to(delta_bias.dtype) if delta_bias is not None else None
+        bt = ctx.bc_dtypes
         if not bidir:
-            return du, ddelta, dAt.t(), dB[:, 0].to(B.dtype), dC[:, 0].to(C.dtype), dD, dz, dbias, None, None
+            return du, ddelta, dAt.t(), dB[:, 0].to(bt[0]), dC[:, 0].to(bt[1]), dD, dz, dbias, None, None
         half = dim // 2
         if dz is not None:
             dz = dz[:, :half] + dz[:, half:]
-        return (du[:, :half], ddelta[:, :half], dAt.t(), dB[:, 0].to(B.dtype), dC[:, 0].to(C.dtype), dD, dz, dbias,
-                None, None, du[:, half:], ddelta[:, half:], dB[:, 1].to(B.dtype), dC[:, 1].to(C.dtype))
+        return (du[:, :half], ddelta[:, :half], dAt.t(), dB[:, 0].to(bt[0]), dC[:, 0].to(bt[1]), dD, dz, dbias,
+                None, None, du[:, half:], ddelta[:, half:], dB[:, 1].to(bt[2]), dC[:, 1].to(bt[3]))
 
 
 def _n_contiguous(t):
@@ -204,8 +214,6 @@ def selective_scan_triton(
     smalln = use_smalln(A.shape[1])  # time-parallel kernel for N <= 4 (triton_smalln.py)
     B, C = grouped_bc(B, C, u.shape[1])
     tiled = not smalln and use_tiled(u.shape[1] // B.shape[1])  # opt-in: time-parallel, state by state
-    if not (smalln or tiled):
-        B, C = _n_contiguous(B), _n_contiguous(C)
     if delta.dtype != u.dtype:
         delta = delta.to(u.dtype)
     if z is not None and z.dtype != u.dtype:
@@ -230,10 +238,7 @@ def bidirectional_selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta
         out, last = torch.stack([o[0] for o in outs], 1), torch.stack([o[1] for o in outs], 1)
         return (out, last) if return_last_state else out
     dim = u[0].shape[1]
-    (Bf, Cf), (Bb, Cb) = (tuple(_n_contiguous(t) for t in grouped_bc(B[k], C[k], dim)) for k in range(2))
-    if Bf.stride() != Bb.stride() or Cf.stride() != Cb.stride():  # one set of strides serves both directions
-        Bb, Cb = Bb.contiguous(), Cb.contiguous()
-        Bf, Cf = Bf.contiguous(), Cf.contiguous()
+    (Bf, Cf), (Bb, Cb) = (grouped_bc(B[k], C[k], dim) for k in range(2))  # converted in _TritonScan.forward
     dtype = u[0].dtype
     uf, ub = (t.to(dtype) for t in u)
     df, db = (t.to(dtype) for t in delta)
