@@ -3,8 +3,9 @@
     python benchmarks/bench_scan.py [--dtype bf16] [--shapes 128,384,197,16 ...] [--no-torch]
 
 Times are medians of triton.testing.do_bench (CUDA events), forward and forward+backward, with z gate,
-D skip, delta_bias and softplus (the Vim/Mamba configuration). Effective GB/s counts each input read once
-and each output written once; copy_gbps is a device-to-device copy measured in the same run.
+D skip, delta_bias and softplus (the Vim/Mamba configuration); each is the median of --repeats (3) such
+runs, ours and mamba_ssm alternating, and every run's median is kept in the JSON. Effective GB/s counts
+each input read once and each output written once; copy_gbps is a device-to-device copy measured in the same run.
 Writes benchmarks/results/scan_<gpu>.json.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -79,6 +81,7 @@ def main():
     p.add_argument("--no-torch", action="store_true", help="skip our pure-PyTorch path (slow at long L)")
     p.add_argument("--torch-max-len", type=int, default=8192)
     p.add_argument("--out", default=None)
+    p.add_argument("--repeats", type=int, default=3, help="do_bench runs per implementation (median of medians)")
     a = p.parse_args()
     shapes = [tuple(int(v) for v in s.split(",")) for s in a.shapes] if a.shapes else SHAPES
     dtype = DTYPES[a.dtype]
@@ -93,8 +96,16 @@ def main():
         x = make_inputs(*shape, dtype)
         rec = {"shape": list(shape), "dtype": a.dtype}
         for mode, bwd in (("fwd", False), ("fwdbwd", True)):
-            rec[f"ours_{mode}_ms"] = time_fn(ours, x, bwd)
-            rec[f"base_{mode}_ms"] = time_fn(baseline, x, bwd) if baseline else None
+            # Ours and the baseline alternate, a.repeats times each; the record keeps every run's median and
+            # their median. Short problems are host-bound for us, and that machine's host time drifts.
+            runs = {"ours": [], "base": []}
+            for _ in range(a.repeats):
+                runs["ours"].append(time_fn(ours, x, bwd))
+                if baseline:
+                    runs["base"].append(time_fn(baseline, x, bwd))
+            for who, ms in runs.items():
+                rec[f"{who}_{mode}_runs_ms"] = ms or None
+                rec[f"{who}_{mode}_ms"] = statistics.median(ms) if ms else None
             run_torch = not a.no_torch and shape[2] <= a.torch_max_len
             rec[f"torch_{mode}_ms"] = time_fn(torch_path, x, bwd) if run_torch else None
             if rec[f"base_{mode}_ms"]:
@@ -114,7 +125,7 @@ def main():
     }
     fmt = lambda v: f"{v:9.3f}" if v is not None else f"{'-':>9}"
     ratio = lambda a_, b_: f"{b_ / a_:6.2f}x" if b_ else f"{'-':>7}"
-    print(f"{dev}  {a.dtype}  copy bandwidth {copy_gbps:.0f} GB/s  (times in ms, median)")
+    print(f"{dev}  {a.dtype}  copy bandwidth {copy_gbps:.0f} GB/s  (ms, median of {a.repeats} do_bench medians)")
     print(f"{'shape (B,D,L,N)':<24}{'ours fwd':>9}{'mamba':>9}{'ratio':>8}{'torch':>9} |"
           f"{'ours f+b':>9}{'mamba':>9}{'ratio':>8}{'torch':>9} | {'GB/s fwd':>8}")
     for r in records:
