@@ -20,7 +20,7 @@ run() {  # name, seconds, command...
 for part in "$@"; do
   case $part in
     tests) run tests 300 python3 -m pytest tests -m gpu -q -rf --tb=short -p no:cacheprovider ;;
-    scan) run scan 200 python3 benchmarks/bench_scan.py ;;
+    scan) run scan 400 python3 benchmarks/bench_scan.py ;;
     routes) run routes 200 bash benchmarks/gpu_routes.sh ;;
     vmamba) run vmamba 240 bash benchmarks/gpu_vmamba.sh ;;
     ssd) run ssd 200 bash benchmarks/gpu_ssd.sh ;;
@@ -99,6 +99,8 @@ for part in "$@"; do
     bwdtests) run bwdtests 400 python3 -m pytest -m gpu -q -rf --tb=short -p no:cacheprovider \
       tests/ops/test_selective_scan_triton.py tests/ops/test_bidirectional_scan.py -k "not smalln" ;;
     breakdown) run breakdown 200 python3 benchmarks/kernel_breakdown.py ;;
+    vimtests) run vimtests 200 python3 -m pytest -m gpu -q -rf --tb=short -p no:cacheprovider tests/layers/test_bimamba.py \
+      tests/models/test_vim.py ;;
     chunkcmp) run chunkcmp 300 bash -c "python3 benchmarks/kernel_breakdown.py --no-base --top 2 && \
       VISIONSSM_SCAN_CFG=32,8,1 python3 benchmarks/kernel_breakdown.py --no-base --top 2" ;;
     compile) run compile 170 python3 benchmarks/probe_compile.py ;;
