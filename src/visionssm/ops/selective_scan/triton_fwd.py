@@ -140,7 +140,7 @@ def _memory_tile(step_cols, rev, BLOCK_D: tl.constexpr, T: tl.constexpr, LOG_T: 
 
 @triton.jit(do_not_specialize=["zero_stride"])
 def selective_scan_fwd_kernel(
-    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, last_ptr, starts_ptr,
+    u_ptr, delta_ptr, At_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, last_ptr, starts_ptr,
     seg_end_ptr, seg_sum_ptr, u2_ptr, delta2_ptr, B2_ptr, C2_ptr,
     L, dim, dim_per_group, n_state, seg_len, n_seg,
     s_ub, s_ud, s_ul,
@@ -148,14 +148,14 @@ def selective_scan_fwd_kernel(
     s_zb, s_zd, s_zl,
     s_ob, s_od, s_ol,
     s_Bb, s_Bg, s_Bn, s_Bl,
-    s_Cb, s_Cg, s_Cn, s_Cl, s_Ad, s_An, zero_stride,
+    s_Cb, s_Cg, s_Cn, s_Cl, zero_stride,
     MODE: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr, SAVE_STARTS: tl.constexpr, CHUNK: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr, T: tl.constexpr, LOG_T: tl.constexpr,
     BIDIR: tl.constexpr, CARRY: tl.constexpr, FOLD: tl.constexpr, STAGES: tl.constexpr,
 ):
-    # A: (dim, N) float32, any strides (scaled by log2(e) here: no host op). starts: (batch, n_chunks, N, dim);
-    # seg_end: (batch, n_seg, N, dim); seg_sum: (batch, n_seg, dim); last: (batch, N, dim); contiguous float32.
+    # At: (N, dim) float32 = A^T * log2(e).  starts: (batch, n_chunks, N, dim); seg_end: (batch, n_seg, N, dim);
+    # seg_sum: (batch, n_seg, dim); last: (batch, N, dim); all contiguous float32.
     pid_b = tl.program_id(0)
     pid_d = tl.program_id(1)
     pid_s = tl.program_id(2)
@@ -166,8 +166,7 @@ def selective_scan_fwd_kernel(
     nd_ok = n_ok[:, None]
     rev, c_loc, g, u_src, d_src, B_src, C_src = _direction(pid_d, d, dim, dim_per_group, u_ptr, u2_ptr, delta_ptr,
                                                        delta2_ptr, B_ptr, B2_ptr, C_ptr, C2_ptr, BLOCK_D, BIDIR)
-    lanes = _channel_lanes(d, zero_stride, BLOCK_D)
-    A2 = _ld(A_ptr + n[:, None] * s_An + lanes[None, :] * s_Ad, nd_ok, EVEN_N) * LOG2E
+    A2 = _ld(At_ptr + nd, nd_ok, EVEN_N)
     Dv = tl.load(D_ptr + d) if HAS_D else 0.0
     bias = tl.load(bias_ptr + d) if HAS_BIAS else 0.0
     h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)

@@ -77,11 +77,6 @@ def use_warp_reduce(u: torch.Tensor, block_d: int, block_n: int, nstate: int, wa
             and block_n == nstate == 16 and os.environ.get("VISIONSSM_SCAN_WARP_REDUCE", "1") != "0")
 
 
-def _log2_scaled_t(A: torch.Tensor) -> torch.Tensor:
-    """A^T log2(e), (N, dim) contiguous: the backward's and segment_carry's layout (the forward kernel reads A)."""
-    return torch.mul(A.t(), LOG2E, out=A.new_empty(A.shape[::-1]))
-
-
 class _TritonScan(torch.autograd.Function):
     """One direction; or with u2/delta2/B2/C2 (BIDIR) Vision Mamba's two directions in one launch: the second
     scanned right to left, A/D/delta_bias stacked (2 dim, ...), output stacked (batch, 2 dim, L), z shared."""
@@ -113,12 +108,13 @@ class _TritonScan(torch.autograd.Function):
         seg_end = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else last
         seg_sum = _alloc.empty(batch, n_seg, dim, **f32) if n_seg > 1 else last
         # (N, dim) in one launch; transposed so the state tile is laid out one channel per thread.
+        At = torch.mul(A.t(), LOG2E, out=A.new_empty(A.shape[::-1]))
         opt = lambda t: t if t is not None else out
         second = (u2, delta2, B2, C2) if bidir else (u, delta, B, C)
         args = (
-            u, delta, A, B, C, opt(D), opt(z), opt(delta_bias), out, last, starts, seg_end, seg_sum, *second,
+            u, delta, At, B, C, opt(D), opt(z), opt(delta_bias), out, last, starts, seg_end, seg_sum, *second,
             length, dim, dpg, nstate, seg_len, n_seg,
-            *u.stride(), *delta.stride(), *strides(z), *out.stride(), *B.stride(), *C.stride(), *A.stride(), 0,
+            *u.stride(), *delta.stride(), *strides(z), *out.stride(), *B.stride(), *C.stride(), 0,
         )
         flags = dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
@@ -130,9 +126,9 @@ class _TritonScan(torch.autograd.Function):
         if n_seg > 1:
             selective_scan_fwd_kernel[grid](*args, MODE=1, **flags)
             if not flags["FOLD"]:
-                segment_carry(seg_sum, seg_end, None, reverse=False, coef=_log2_scaled_t(A))
+                segment_carry(seg_sum, seg_end, None, reverse=False, coef=At)
         selective_scan_fwd_kernel[grid](*args, MODE=0, **flags)
-        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, starts, seg_sum, *(second if bidir else ()))
+        ctx.save_for_backward(u, delta, At, B, C, D, z, delta_bias, starts, seg_sum, *(second if bidir else ()))
         ctx.cfg = (softplus, reverse, bd, bn, chunk, warps, seg_len, n_seg, bidir)
         ctx.set_materialize_grads(False)  # an unused last state costs no zero-filled grad (host time, a launch)
         return out, last.transpose(1, 2)
@@ -140,8 +136,7 @@ class _TritonScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout, dlast):
         softplus, reverse, bd, bn, chunk, warps, seg_len, n_seg, bidir = ctx.cfg
-        u, delta, A, B, C, D, z, delta_bias, starts, seg_sum, *second = ctx.saved_tensors
-        At = _log2_scaled_t(A)
+        u, delta, At, B, C, D, z, delta_bias, starts, seg_sum, *second = ctx.saved_tensors
         second = second or (u, delta, B, C)
         batch, _, length = u.shape
         dim = At.shape[1]
