@@ -99,6 +99,9 @@ for part in "$@"; do
     bwdtests) run bwdtests 400 python3 -m pytest -m gpu -q -rf --tb=short -p no:cacheprovider \
       tests/ops/test_selective_scan_triton.py tests/ops/test_bidirectional_scan.py -k "not smalln" ;;
     breakdown) run breakdown 200 python3 benchmarks/kernel_breakdown.py ;;
+    progcmp) run progcmp 200 bash -c "python3 benchmarks/kernel_breakdown.py --no-base --top 4 --shapes 32,768,197,16 \
+      64,384,197,16 && VISIONSSM_SCAN_PROGRAMS=512 python3 benchmarks/kernel_breakdown.py --no-base --top 4 \
+      --shapes 32,768,197,16 64,384,197,16" ;;
     vimtests) run vimtests 200 python3 -m pytest -m gpu -q -rf --tb=short -p no:cacheprovider tests/layers/test_bimamba.py \
       tests/models/test_vim.py ;;
     chunkcmp) run chunkcmp 300 bash -c "python3 benchmarks/kernel_breakdown.py --no-base --top 2 && \
