@@ -17,7 +17,10 @@ from .triton_tiled import TiledScan, use_tiled
 
 LOG2E = 1.4426950408889634
 
-_TARGET_PROGRAMS = 1024  # enough independent programs to hide each step's latency on a large GPU
+# Below this many (batch x channel-block) programs, rows are cut into time segments (for 4x as many programs).
+# 512: at (32, 768, 197, 16), 768 programs, segments cost more than the idle SM slots they fill (H100, Triton
+# 3.6: forward kernel 0.141 vs 0.085 ms, backward 0.644 vs 0.453 ms, and two launches more each way).
+_MIN_PROGRAMS = 512
 # Up to this many forward segments the output pass folds the earlier ones in itself: no segment_carry launch
 # (~50 us of host time on the H100 machine, benchmarks/host_breakdown.py) for a few cached loads per program.
 FOLD_MAX_SEGMENTS = 16
@@ -52,10 +55,10 @@ def launch_config(batch: int, dim: int, dim_per_group: int, nstate: int, length:
         bd //= 2
     bn = next_pow2(nstate)
     programs = batch * (dim // bd)
-    target = int(os.environ.get("VISIONSSM_SCAN_PROGRAMS", _TARGET_PROGRAMS))
-    # Cut time into segments only when channels alone leave the GPU short of programs, and then cut deep
-    # (2 x target): segments cost a second pass, so a nearly full grid (ViT sizes) is better left whole.
-    n_seg = 1 if programs >= target else max(1, min(cdiv(2 * target, programs), cdiv(length, 4 * chunk)))
+    least = int(os.environ.get("VISIONSSM_SCAN_PROGRAMS", _MIN_PROGRAMS))
+    # Cut time into segments only when channels alone leave the GPU far short of programs, and then cut deep
+    # (4 x least): segments cost a second pass, so a grid of ViT sizes is better left whole.
+    n_seg = 1 if programs >= least else max(1, min(cdiv(4 * least, programs), cdiv(length, 4 * chunk)))
     seg_len = cdiv(cdiv(length, n_seg), chunk) * chunk
     n_seg = cdiv(length, seg_len)
     return bd, bn, chunk, warps, seg_len, n_seg
