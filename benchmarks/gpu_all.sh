@@ -94,6 +94,7 @@ for part in "$@"; do
       --models vmamba_tiny_s1l8 --no-baseline --time-budget 40 --out benchmarks/results/vmamba_variant_einsum.json" ;;
     ssdfinal) run ssdfinal 300 python3 benchmarks/bench_ssd.py --no-fla --budget 240 \
       --out benchmarks/results/ssd_h100_run${SSD_RUN:-7}.json ;;
+    depthsweep) run depthsweep 300 python3 benchmarks/sweep_scan.py "" "PROGRAMS=256" "PROGRAMS=1024" ;;
     knobsweep) run knobsweep 330 python3 benchmarks/sweep_scan.py "" "STAGES=1" "T=16" "PROGRAMS=512" "PROGRAMS=2048" ;;
     bwdsweep) run bwdsweep 300 python3 benchmarks/sweep_scan.py "" "WARP_REDUCE=0" "CFG=32,8,1" "CFG=32,32,1" ;;
     bwdtests) run bwdtests 400 python3 -m pytest -m gpu -q -rf --tb=short -p no:cacheprovider \
