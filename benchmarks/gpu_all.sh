@@ -105,8 +105,6 @@ for part in "$@"; do
       --shapes 32,768,197,16 64,384,197,16" ;;
     regcmp) run regcmp 300 bash -c "VISIONSSM_SCAN_MAXNREG=168 python3 benchmarks/kernel_breakdown.py --no-base --top 2 && \
       VISIONSSM_SCAN_MAXNREG=128 python3 benchmarks/kernel_breakdown.py --no-base --top 2" ;;
-    vimtests) run vimtests 200 python3 -m pytest -m gpu -q -rf --tb=short -p no:cacheprovider tests/layers/test_bimamba.py \
-      tests/models/test_vim.py ;;
     chunkcmp) run chunkcmp 300 bash -c "python3 benchmarks/kernel_breakdown.py --no-base --top 2 && \
       VISIONSSM_SCAN_CFG=32,8,1 python3 benchmarks/kernel_breakdown.py --no-base --top 2" ;;
     compile) run compile 170 python3 benchmarks/probe_compile.py ;;

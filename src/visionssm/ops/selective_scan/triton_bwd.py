@@ -3,17 +3,17 @@
 The adjoint runs against the scan direction: adj_t = C_t dy_t + w_{t+1}, w_t = exp(delta_t A) adj_t, and
 the grad of (delta_t A) is w_t * h_{t-1}. So each program walks its segment's CHUNK-step chunks from
 last to first; per chunk it recomputes the states from the start the forward saved into a small
-per-program scratch (CHUNK x N x BLOCK_D float32, which stays in cache: slot k holds the state before
-the chunk's step k), then steps backward through the chunk (h_t carried over from the step before).
+per-program scratch (CHUNK x N x BLOCK_D float32: slot k holds the state before the chunk's step k), then
+steps backward through the chunk (h_t carried over from the step before).
 
 Staged I/O: the (batch, dim, L) tensors have tokens contiguous, so a one-token access of a warp's 32
-channels touches 32 lines (Nsight at (128, 384, 197, 16): loads waiting >3,000 cycles in a queue of
-such accesses, 2-byte partial stores to L2). So a chunk's u, delta, dout, z are read once as coalesced
-(channels, CHUNK) tiles, turned into the per-token float32 values the steps need (delta after softplus,
-the gated dout, the gate's own factor, sigmoid for softplus' grad) and written to the program's scratch
-token-major, where a step reads 32 channels as one line; du, ddelta, dz go the other way (per step into
-scratch, per chunk out as tiles). A CTA barrier separates writers from readers (one warp: cheap). Both
-walks load the next step's values one step ahead. Per-token grads of B and C are reduced over
+channels touches 32 lines (Nsight at (128, 384, 197, 16): loads issued a step ahead, ~430 instructions
+before use, still stalled their first use; 2-byte partial stores to L2). So a chunk's u, delta, dout, z are
+read once as coalesced (channels, CHUNK) tiles, turned into the per-token float32 values the steps need
+(delta after softplus, the gated dout, the gate's own factor, sigmoid for softplus' grad) and written to the
+program's scratch token-major, where a step reads 32 channels as one line; du, ddelta, dz go the other way
+(per step into scratch, per chunk out as tiles). A CTA barrier separates writers from readers (one warp:
+cheap). Both walks load the next step's values one step ahead. Per-token grads of B and C are reduced over
 the program's channels (by a warp reduce-scatter on CUDA, ops/_warp_reduce.py) and added into one
 zeroed [dB | dC] row per (batch, group, token) with atomics (no partial buffer, no reduction launch);
 those of A, D and delta_bias are summed over the batch with atomics too.
@@ -41,10 +41,11 @@ def _stage_inputs(sc_in, u_row, cu, d_row, cd, z_row, cz, g_row, cg, k0, k1, L, 
                   s_ul, s_dl, s_zl, s_gl, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
                   REVERSE: tl.constexpr,
                   BIDIR: tl.constexpr, CHUNK: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
-                  LOG_T: tl.constexpr):
+                  LOG_T: tl.constexpr, FULL: tl.constexpr):
     """The chunk's inputs, read as coalesced (BLOCK_D, T) tiles and split into per-step columns (as the
     forward does, ops/_tiles.py), -> float32 step values in scratch, token-major: planes [delta, u, gated
     dout, dz factor, sigmoid(pre-softplus delta)], each (CHUNK, BLOCK_D), row k = the chunk's step k.
+    Without FULL (the segment pass, MODE=1, which needs no grads) only delta and the gated dout.
     Addresses are a scalar row pointer plus int32 (channel, token) offsets: 64-bit pointer tiles, hoisted
     out of the chunk loop, would hold ~100 registers."""
     PLANE: tl.constexpr = CHUNK * BLOCK_D
@@ -52,7 +53,8 @@ def _stage_inputs(sc_in, u_row, cu, d_row, cd, z_row, cz, g_row, cg, k0, k1, L, 
         p, ok = _chunk_pos(k0 + sub * T, k1, L, rev, T, REVERSE, BIDIR)
         m = ok[None, :]
         xs = columns(tl.load(d_row + (cd[:, None] + p[None, :] * s_dl), mask=m, other=0.0), BLOCK_D, T, LOG_T)
-        us = columns(tl.load(u_row + (cu[:, None] + p[None, :] * s_ul), mask=m, other=0.0), BLOCK_D, T, LOG_T)
+        if FULL:
+            us = columns(tl.load(u_row + (cu[:, None] + p[None, :] * s_ul), mask=m, other=0.0), BLOCK_D, T, LOG_T)
         gs = columns(tl.load(g_row + (cg[:, None] + p[None, :] * s_gl), mask=m, other=0.0), BLOCK_D, T, LOG_T)
         if HAS_Z:
             zs = columns(tl.load(z_row + (cz[:, None] + p[None, :] * s_zl), mask=m, other=0.0), BLOCK_D, T, LOG_T)
@@ -66,14 +68,17 @@ def _stage_inputs(sc_in, u_row, cu, d_row, cd, z_row, cz, g_row, cg, k0, k1, L, 
                 x += bias
             if SOFTPLUS:
                 tl.store(at, _softplus(x))
-                tl.store(at + 4 * PLANE, tl.sigmoid(x))
+                if FULL:
+                    tl.store(at + 4 * PLANE, tl.sigmoid(x))
             else:
                 tl.store(at, x)
-            tl.store(at + PLANE, _step_col(us, k, rev, T, REVERSE, BIDIR).to(tl.float32))
+            if FULL:
+                tl.store(at + PLANE, _step_col(us, k, rev, T, REVERSE, BIDIR).to(tl.float32))
             if HAS_Z:
                 z = _step_col(zs, k, rev, T, REVERSE, BIDIR).to(tl.float32)
                 sz = tl.sigmoid(z)
-                tl.store(at + 3 * PLANE, dy * sz * (1.0 + z * (1.0 - sz)))  # dz = y * this
+                if FULL:
+                    tl.store(at + 3 * PLANE, dy * sz * (1.0 + z * (1.0 - sz)))  # dz = y * this
                 dy = dy * z * sz
             tl.store(at + 2 * PLANE, dy)
 
@@ -142,7 +147,7 @@ def selective_scan_bwd_kernel(
     # seg_w: (batch, n_seg, N, dim); seg_sum: (batch, n_seg, dim) and starts (batch, n_chunks, N, dim)
     # from the forward; At (N, dim) = A^T log2(e); dAt (N, dim) float32 accumulator.
     # scratch per program (float32): CHUNK state slots (N, BLOCK_D), then 5 input and 3 output planes
-    # (CHUNK, BLOCK_D) (scratch_floats in triton_scan.py).
+    # (CHUNK, BLOCK_D): CHUNK * BLOCK_D * (BLOCK_N + 8) floats, allocated in triton_scan.py.
     # WARP_REDUCE (CUDA, BLOCK_D = 32 on one warp, N = 16): dB and dC by warp_reduce_scatter32.
     pid_b = tl.program_id(0)
     pid_d = tl.program_id(1)
@@ -192,7 +197,7 @@ def selective_scan_bwd_kernel(
         _stage_inputs(sc_in, u_src + pid_b * s_ub, c_loc * s_ud, d_src + pid_b * s_db, c_loc * s_dd,
                       z_ptr + pid_b * s_zb, c_loc * s_zd, dout_ptr + pid_b * s_gb, d * s_gd, k0, k1, L, rev, bias,
                       lanes, s_ul, s_dl, s_zl, s_gl, HAS_Z, HAS_BIAS, SOFTPLUS, REVERSE, BIDIR, CHUNK, BLOCK_D, T,
-                      LOG_T)
+                      LOG_T, MODE == 0)
         tl.debug_barrier()  # staged planes visible to every lane
         h_t = w  # (MODE=1 keeps no states)
         if MODE == 0:  # recompute the chunk's states into scratch slots 0 .. k1-k0-1; h_t: the last one
