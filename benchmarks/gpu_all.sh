@@ -107,6 +107,10 @@ for part in "$@"; do
       VISIONSSM_SCAN_MAXNREG=128 python3 benchmarks/kernel_breakdown.py --no-base --top 2" ;;
     chunkcmp) run chunkcmp 300 bash -c "python3 benchmarks/kernel_breakdown.py --no-base --top 2 && \
       VISIONSSM_SCAN_CFG=32,8,1 python3 benchmarks/kernel_breakdown.py --no-base --top 2" ;;
+    launchtests) run launchtests 400 python3 -m pytest -m gpu -q -rf --tb=short -p no:cacheprovider tests/ops/test_launch.py \
+      tests/ops/test_selective_scan_triton.py tests/ops/test_bidirectional_scan.py -k "not smalln" ;;
+    probelaunch) run probelaunch 150 python3 benchmarks/probe_launch.py --profile ;;
+    ncufwd) run ncufwd 300 bash benchmarks/ncu_fwd.sh ;;
     compile) run compile 170 python3 benchmarks/probe_compile.py ;;
     *) echo "unknown part $part" ;;
   esac

@@ -7,6 +7,7 @@ import os
 import torch
 
 from .. import _alloc, _autograd
+from .._launch import DirectLauncher
 from .._host import cached_on_env, cdiv, next_pow2, strides
 from .._segment_carry import segment_carry
 from .reference import grouped_bc
@@ -16,6 +17,8 @@ from .triton_smalln import SmallNScan, use_smalln
 from .triton_tiled import TiledScan, use_tiled
 
 LOG2E = 1.4426950408889634
+_fwd_kernel = DirectLauncher(selective_scan_fwd_kernel)
+_bwd_kernel = DirectLauncher(selective_scan_bwd_kernel)
 
 # Below this many (batch x channel-block) programs, rows are cut into time segments (for 4x as many programs).
 # 512: at (32, 768, 197, 16), 768 programs, segments cost more than the idle SM slots they fill (H100, Triton
@@ -127,10 +130,10 @@ class _TritonScan(torch.autograd.Function):
         )
         grid = (batch, dim // bd, n_seg)
         if n_seg > 1:
-            selective_scan_fwd_kernel[grid](*args, MODE=1, **flags)
+            _fwd_kernel[grid](*args, MODE=1, **flags)
             if not flags["FOLD"]:
                 segment_carry(seg_sum, seg_end, None, reverse=False, coef=At)
-        selective_scan_fwd_kernel[grid](*args, MODE=0, **flags)
+        _fwd_kernel[grid](*args, MODE=0, **flags)
         ctx.save_for_backward(u, delta, At, B, C, D, z, delta_bias, starts, seg_sum, *(second if bidir else ()))
         ctx.cfg = (softplus, reverse, bd, bn, chunk, warps, seg_len, n_seg, bidir)
         ctx.set_materialize_grads(False)  # an unused last state costs no zero-filled grad (host time, a launch)
@@ -183,9 +186,9 @@ class _TritonScan(torch.autograd.Function):
         )
         grid = (batch, n_blk, n_seg)
         if n_seg > 1:
-            selective_scan_bwd_kernel[grid](*args, MODE=1, **flags)
+            _bwd_kernel[grid](*args, MODE=1, **flags)
             segment_carry(seg_sum, seg_w, dlast, reverse=True, coef=At, init_transposed=True)
-        selective_scan_bwd_kernel[grid](*args, MODE=0, **flags)
+        _bwd_kernel[grid](*args, MODE=0, **flags)
         n_dir = 2 if bidir else 1
         dBC = dBC.view(batch, n_dir, groups, length, 2 * nstate).transpose(-1, -2)
         dB, dC = dBC[..., :nstate, :], dBC[..., nstate:, :]
