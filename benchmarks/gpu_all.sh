@@ -98,7 +98,7 @@ for part in "$@"; do
     knobsweep) run knobsweep 330 python3 benchmarks/sweep_scan.py "" "STAGES=1" "T=16" "PROGRAMS=512" "PROGRAMS=2048" ;;
     bwdsweep) run bwdsweep 300 python3 benchmarks/sweep_scan.py "" "WARP_REDUCE=0" "CFG=32,8,1" "CFG=32,32,1" ;;
     bwdtests) run bwdtests 400 python3 -m pytest -m gpu -q -rf --tb=short -p no:cacheprovider \
-      tests/ops/test_selective_scan_triton.py tests/ops/test_bidirectional_scan.py -k "not smalln" ;;
+      tests/ops/test_selective_scan_triton.py tests/ops/test_bidirectional_scan.py tests/ops/test_fastmath.py -k "not smalln" ;;
     breakdown) run breakdown 200 python3 benchmarks/kernel_breakdown.py ;;
     progcmp) run progcmp 200 bash -c "python3 benchmarks/kernel_breakdown.py --no-base --top 4 --shapes 32,768,197,16 \
       64,384,197,16 && VISIONSSM_SCAN_PROGRAMS=512 python3 benchmarks/kernel_breakdown.py --no-base --top 4 \
@@ -107,10 +107,10 @@ for part in "$@"; do
       VISIONSSM_SCAN_MAXNREG=128 python3 benchmarks/kernel_breakdown.py --no-base --top 2" ;;
     chunkcmp) run chunkcmp 300 bash -c "python3 benchmarks/kernel_breakdown.py --no-base --top 2 && \
       VISIONSSM_SCAN_CFG=32,8,1 python3 benchmarks/kernel_breakdown.py --no-base --top 2" ;;
-    launchtests) run launchtests 400 python3 -m pytest -m gpu -q -rf --tb=short -p no:cacheprovider tests/ops/test_launch.py \
-      tests/ops/test_selective_scan_triton.py tests/ops/test_bidirectional_scan.py -k "not smalln" ;;
     probelaunch) run probelaunch 150 python3 benchmarks/probe_launch.py --profile ;;
     ncufwd) run ncufwd 300 bash benchmarks/ncu_fwd.sh ;;
+    stagecmp) run stagecmp 250 bash -c "python3 benchmarks/kernel_breakdown.py --no-base --top 3 && \
+      VISIONSSM_SCAN_STAGES=1 python3 benchmarks/kernel_breakdown.py --no-base --top 3" ;;
     compile) run compile 170 python3 benchmarks/probe_compile.py ;;
     *) echo "unknown part $part" ;;
   esac

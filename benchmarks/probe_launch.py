@@ -1,5 +1,5 @@
-"""Host time of the selective scan's pieces on a tiny problem (the GPU never limits): Triton's launch path vs
-ops/_launch.py's direct launch, the torch ops around the kernel, and mamba_ssm's whole call for scale.
+"""Host time of the selective scan's pieces on a tiny problem (the GPU never limits): one Triton launch of the
+forward kernel, the torch ops around it, our whole call and mamba_ssm's for scale.
 
     python benchmarks/probe_launch.py [--profile]
 """
@@ -7,7 +7,6 @@ ops/_launch.py's direct launch, the torch ops around the kernel, and mamba_ssm's
 from __future__ import annotations
 
 import cProfile
-import os
 import pstats
 import sys
 import time
@@ -19,7 +18,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_scan import make_inputs  # noqa: E402
 from mamba_baseline import load_selective_scan_fn  # noqa: E402
 
-from visionssm.ops._launch import DirectLauncher  # noqa: E402
 from visionssm.ops.selective_scan import selective_scan  # noqa: E402
 from visionssm.ops.selective_scan import triton_scan as ts  # noqa: E402
 
@@ -49,7 +47,7 @@ def kernel_args(x):
             *B.stride(), *C.stride(), 0)
     flags = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, REVERSE=False, SAVE_STARTS=False, CHUNK=chunk,
                  BLOCK_D=bd, BLOCK_N=bn, EVEN_N=True, T=8, LOG_T=3, STAGES=2, BIDIR=False, CARRY=False, FOLD=False,
-                 num_warps=warps, MODE=0)
+                 ASM=True, num_warps=warps, MODE=0)
     return (batch, dim // bd, n_seg), args, flags
 
 
@@ -59,24 +57,20 @@ def main():
     leaves = {k: v.detach().clone().requires_grad_(True) for k, v in x.items()}
     grad = torch.randn_like(x["u"])
     grid, args, flags = kernel_args(x)
-    direct = DirectLauncher(ts.selective_scan_fwd_kernel)
     rows = {}
     rows["triton kernel[grid](...)"] = per_call_us(lambda: ts.selective_scan_fwd_kernel[grid](*args, **flags))
-    rows["DirectLauncher[grid](...)"] = per_call_us(lambda: direct[grid](*args, **flags))
     small = torch.randn(16, 64, device="cuda")
     Bt = x["B"][:, None]
-    rows["torch.empty (2,64,16) bf16"] = per_call_us(lambda: torch.empty(2, 64, 16, dtype=torch.bfloat16, device="cuda"))
+    rows["torch.empty (2,64,16) bf16"] = per_call_us(
+        lambda: torch.empty(2, 64, 16, dtype=torch.bfloat16, device="cuda"))
     rows["torch.mul(A.t(), c, out=)"] = per_call_us(lambda: torch.mul(small.t(), 1.44, out=small.new_empty(64, 16)))
     rows["_n_contiguous(B) (bf16 -> f32)"] = per_call_us(lambda: ts._n_contiguous(Bt))
     rows["torch.zeros(4096) f32"] = per_call_us(lambda: torch.zeros(4096, device="cuda"))
     rows["tensor.to(bf16) (1024)"] = per_call_us(lambda: small.to(torch.bfloat16))
-    for direct_on in ("0", "1"):
-        os.environ["VISIONSSM_DIRECT_LAUNCH"] = direct_on
-        with torch.no_grad():
-            rows[f"ours fwd (direct={direct_on})"] = per_call_us(
-                lambda: selective_scan(**x, delta_softplus=True, backend="triton"))
-        rows[f"ours fwd+bwd (direct={direct_on})"] = per_call_us(
-            lambda: selective_scan(**leaves, delta_softplus=True, backend="triton").backward(grad))
+    with torch.no_grad():
+        rows["ours fwd"] = per_call_us(lambda: selective_scan(**x, delta_softplus=True, backend="triton"))
+    rows["ours fwd+bwd"] = per_call_us(
+        lambda: selective_scan(**leaves, delta_softplus=True, backend="triton").backward(grad))
     if base is not None:
         with torch.no_grad():
             rows["mamba fwd"] = per_call_us(lambda: base(**x, delta_softplus=True))

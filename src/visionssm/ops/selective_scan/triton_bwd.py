@@ -29,9 +29,10 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from .._fastmath import sigmoid_fast, softplus_fast
 from .._tiles import columns
 from .._warp_reduce import warp_reduce_scatter32
-from .triton_fwd import _channel_lanes, _chunk_pos, _direction, _ld, _memory_tile, _softplus, _st, _step_col, _step_pos
+from .triton_fwd import _channel_lanes, _chunk_pos, _direction, _ld, _memory_tile, _st, _step_col, _step_pos
 
 LN2 = tl.constexpr(0.6931471805599453)
 
@@ -41,7 +42,7 @@ def _stage_inputs(sc_in, u_row, cu, d_row, cd, z_row, cz, g_row, cg, k0, k1, L, 
                   s_ul, s_dl, s_zl, s_gl, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
                   REVERSE: tl.constexpr,
                   BIDIR: tl.constexpr, CHUNK: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
-                  LOG_T: tl.constexpr, FULL: tl.constexpr):
+                  LOG_T: tl.constexpr, FULL: tl.constexpr, ASM: tl.constexpr):
     """The chunk's inputs, read as coalesced (BLOCK_D, T) tiles and split into per-step columns (as the
     forward does, ops/_tiles.py), -> float32 step values in scratch, token-major: planes [delta, u, gated
     dout, dz factor, sigmoid(pre-softplus delta)], each (CHUNK, BLOCK_D), row k = the chunk's step k.
@@ -67,16 +68,16 @@ def _stage_inputs(sc_in, u_row, cu, d_row, cd, z_row, cz, g_row, cg, k0, k1, L, 
             if HAS_BIAS:
                 x += bias
             if SOFTPLUS:
-                tl.store(at, _softplus(x))
+                tl.store(at, softplus_fast(x, ASM))
                 if FULL:
-                    tl.store(at + 4 * PLANE, tl.sigmoid(x))
+                    tl.store(at + 4 * PLANE, sigmoid_fast(x))
             else:
                 tl.store(at, x)
             if FULL:
                 tl.store(at + PLANE, _step_col(us, k, rev, T, REVERSE, BIDIR).to(tl.float32))
             if HAS_Z:
                 z = _step_col(zs, k, rev, T, REVERSE, BIDIR).to(tl.float32)
-                sz = tl.sigmoid(z)
+                sz = sigmoid_fast(z)
                 if FULL:
                     tl.store(at + 3 * PLANE, dy * sz * (1.0 + z * (1.0 - sz)))  # dz = y * this
                 dy = dy * z * sz
@@ -139,7 +140,7 @@ def selective_scan_bwd_kernel(
     MODE: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr, HAS_DLAST: tl.constexpr, CHUNK: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr, BIDIR: tl.constexpr, CARRY: tl.constexpr,
-    WARP_REDUCE: tl.constexpr, T: tl.constexpr, LOG_T: tl.constexpr,
+    WARP_REDUCE: tl.constexpr, T: tl.constexpr, LOG_T: tl.constexpr, ASM: tl.constexpr,
 ):
     # Tiles are (N, BLOCK_D): one channel per thread, its N states in registers (see triton_fwd.py).
     # du, ddelta, dz: contiguous (batch, dim, L); dBC: (batch, dim // dim_per_group, L, 2 N) float32, [dB | dC],
@@ -197,7 +198,7 @@ def selective_scan_bwd_kernel(
         _stage_inputs(sc_in, u_src + pid_b * s_ub, c_loc * s_ud, d_src + pid_b * s_db, c_loc * s_dd,
                       z_ptr + pid_b * s_zb, c_loc * s_zd, dout_ptr + pid_b * s_gb, d * s_gd, k0, k1, L, rev, bias,
                       lanes, s_ul, s_dl, s_zl, s_gl, HAS_Z, HAS_BIAS, SOFTPLUS, REVERSE, BIDIR, CHUNK, BLOCK_D, T,
-                      LOG_T, MODE == 0)
+                      LOG_T, MODE == 0, ASM)
         tl.debug_barrier()  # staged planes visible to every lane
         h_t = w  # (MODE=1 keeps no states)
         if MODE == 0:  # recompute the chunk's states into scratch slots 0 .. k1-k0-1; h_t: the last one

@@ -25,7 +25,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .._softplus import softplus as _softplus
+from .._fastmath import sigmoid_fast, softplus_fast
+from .._softplus import softplus as _softplus  # noqa: F401  (re-exported to the other scan kernels)
 from .._tiles import columns, tile_of
 
 LOG2E = tl.constexpr(1.4426950408889634)
@@ -152,7 +153,7 @@ def selective_scan_fwd_kernel(
     MODE: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr, SAVE_STARTS: tl.constexpr, CHUNK: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr, T: tl.constexpr, LOG_T: tl.constexpr,
-    BIDIR: tl.constexpr, CARRY: tl.constexpr, FOLD: tl.constexpr, STAGES: tl.constexpr,
+    BIDIR: tl.constexpr, CARRY: tl.constexpr, FOLD: tl.constexpr, STAGES: tl.constexpr, ASM: tl.constexpr,
 ):
     # At: (N, dim) float32 = A^T * log2(e).  starts: (batch, n_chunks, N, dim); seg_end: (batch, n_seg, N, dim);
     # seg_sum: (batch, n_seg, dim); last: (batch, N, dim); all contiguous float32.
@@ -213,7 +214,7 @@ def selective_scan_fwd_kernel(
             if HAS_BIAS:
                 dt += bias
             if SOFTPLUS:
-                dt = _softplus(dt)
+                dt = softplus_fast(dt, ASM)
             dt = tl.where(valid, dt, 0.0)  # delta = 0 leaves the state unchanged
             Bt = _ld(B_base + t * s_Bl, n_ok, EVEN_N)
             h = tl.exp2(dt[None, :] * A2) * h + Bt[:, None] * (dt * u)[None, :]
@@ -224,7 +225,7 @@ def selective_scan_fwd_kernel(
                     y += Dv * u
                 if HAS_Z:
                     z = _step_col(zs, k, rev, T, REVERSE, BIDIR).to(tl.float32)
-                    y = y * z * tl.sigmoid(z)
+                    y = y * z * sigmoid_fast(z)
                 ys = ys + (y.to(out_ptr.dtype.element_ty),)
             else:
                 dsum += dt

@@ -7,7 +7,6 @@ import os
 import torch
 
 from .. import _alloc, _autograd
-from .._launch import DirectLauncher
 from .._host import cached_on_env, cdiv, next_pow2, strides
 from .._segment_carry import segment_carry
 from .reference import grouped_bc
@@ -17,8 +16,6 @@ from .triton_smalln import SmallNScan, use_smalln
 from .triton_tiled import TiledScan, use_tiled
 
 LOG2E = 1.4426950408889634
-_fwd_kernel = DirectLauncher(selective_scan_fwd_kernel)
-_bwd_kernel = DirectLauncher(selective_scan_bwd_kernel)
 
 # Below this many (batch x channel-block) programs, rows are cut into time segments (for 4x as many programs).
 # 512: at (32, 768, 197, 16), 768 programs, segments cost more than the idle SM slots they fill (H100, Triton
@@ -83,6 +80,11 @@ def use_warp_reduce(u: torch.Tensor, block_d: int, block_n: int, nstate: int, wa
             and block_n == nstate == 16 and os.environ.get("VISIONSSM_SCAN_WARP_REDUCE", "1") != "0")
 
 
+def use_asm(u: torch.Tensor) -> bool:
+    """Inline PTX (lg2.approx in softplus, ops/_fastmath.py): CUDA tensors outside the interpreter."""
+    return u.is_cuda and os.environ.get("TRITON_INTERPRET", "0") != "1"
+
+
 class _TritonScan(torch.autograd.Function):
     """One direction; or with u2/delta2/B2/C2 (BIDIR) Vision Mamba's two directions in one launch: the second
     scanned right to left, A/D/delta_bias stacked (2 dim, ...), output stacked (batch, 2 dim, L), z shared."""
@@ -126,14 +128,15 @@ class _TritonScan(torch.autograd.Function):
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
             REVERSE=reverse, SAVE_STARTS=save, CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn, EVEN_N=bn == nstate,
             T=tile_tokens(), LOG_T=tile_tokens().bit_length() - 1, STAGES=pipeline_stages(),
-            BIDIR=bidir, CARRY=n_seg > 1, FOLD=1 < n_seg <= FOLD_MAX_SEGMENTS, num_warps=warps, **register_cap(),
+            BIDIR=bidir, CARRY=n_seg > 1, FOLD=1 < n_seg <= FOLD_MAX_SEGMENTS, ASM=use_asm(u), num_warps=warps,
+            **register_cap(),
         )
         grid = (batch, dim // bd, n_seg)
         if n_seg > 1:
-            _fwd_kernel[grid](*args, MODE=1, **flags)
+            selective_scan_fwd_kernel[grid](*args, MODE=1, **flags)
             if not flags["FOLD"]:
                 segment_carry(seg_sum, seg_end, None, reverse=False, coef=At)
-        _fwd_kernel[grid](*args, MODE=0, **flags)
+        selective_scan_fwd_kernel[grid](*args, MODE=0, **flags)
         ctx.save_for_backward(u, delta, At, B, C, D, z, delta_bias, starts, seg_sum, *(second if bidir else ()))
         ctx.cfg = (softplus, reverse, bd, bn, chunk, warps, seg_len, n_seg, bidir)
         ctx.set_materialize_grads(False)  # an unused last state costs no zero-filled grad (host time, a launch)
@@ -180,15 +183,15 @@ class _TritonScan(torch.autograd.Function):
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
             REVERSE=reverse, HAS_DLAST=dlast is not None, CHUNK=chunk,
             BLOCK_D=bd, BLOCK_N=bn, EVEN_N=bn == nstate,
-            BIDIR=bidir, CARRY=n_seg > 1, WARP_REDUCE=use_warp_reduce(u, bd, bn, nstate, warps),
+            BIDIR=bidir, CARRY=n_seg > 1, WARP_REDUCE=use_warp_reduce(u, bd, bn, nstate, warps), ASM=use_asm(u),
             T=tile_tokens(), LOG_T=tile_tokens().bit_length() - 1,
             num_warps=warps, **register_cap(),
         )
         grid = (batch, n_blk, n_seg)
         if n_seg > 1:
-            _bwd_kernel[grid](*args, MODE=1, **flags)
+            selective_scan_bwd_kernel[grid](*args, MODE=1, **flags)
             segment_carry(seg_sum, seg_w, dlast, reverse=True, coef=At, init_transposed=True)
-        _bwd_kernel[grid](*args, MODE=0, **flags)
+        selective_scan_bwd_kernel[grid](*args, MODE=0, **flags)
         n_dir = 2 if bidir else 1
         dBC = dBC.view(batch, n_dir, groups, length, 2 * nstate).transpose(-1, -2)
         dB, dC = dBC[..., :nstate, :], dBC[..., nstate:, :]
