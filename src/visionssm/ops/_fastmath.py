@@ -39,7 +39,7 @@ def sigmoid_fast(x):
 @triton.jit
 def softplus_fast(x, ASM: tl.constexpr):
     """log(1 + exp(x)), identity above 20 (as torch's). Below e = exp(x) = 1/32 a four-term series of log1p(e)
-    (truncation < 2e-7 relative), above it lg2 of the rounded 1 + e (< 4e-6 relative)."""
+    (truncation < 2e-7 relative), above it lg2 of the rounded 1 + e (< 5e-6 relative; 4.2e-6 seen on the H100)."""
     e = tl.exp2(tl.minimum(x, 20.0) * LOG2E)
     series = e * (1.0 - e * (0.5 - e * (0.3333333333333333 - e * 0.25)))
     small = tl.where(e < 0.03125, series, log2_fast(1.0 + e, ASM) * LN2)
