@@ -32,8 +32,7 @@ import triton.language as tl
 from .._fastmath import sigmoid_fast, softplus_fast
 from .._tiles import columns
 from .._warp_reduce import warp_reduce_scatter32
-from .triton_fwd import (_channel_lanes, _chunk_pos, _direction, _ld, _memory_tile, _st, _step_col, _step_pos,
-                         _sum_states)
+from .triton_fwd import _channel_lanes, _chunk_pos, _direction, _ld, _memory_tile, _st, _step_col, _step_pos
 
 LN2 = tl.constexpr(0.6931471805599453)
 
@@ -234,13 +233,13 @@ def selective_scan_bwd_kernel(
                 h_nxt = tl.load(sc_base + (j - k0) * SLOT)
                 at = sc_out + (i - k0) * BLOCK_D + lanes
                 if HAS_Z:
-                    y = _sum_states(h_t * Ct[:, None], BLOCK_N, BLOCK_D)
+                    y = tl.sum(h_t * Ct[:, None], axis=0)
                     if HAS_D:
                         y += Dv * u
                     tl.store(at + 2 * PLANE, y * gz)
                 q = w * h_prev  # grad of (delta_t A)
-                gB = _sum_states(adj * Bt[:, None], BLOCK_N, BLOCK_D)
-                ddt = _sum_states(q * A2, BLOCK_N, BLOCK_D) * LN2 + gB * u
+                gB = tl.sum(adj * Bt[:, None], axis=0)
+                ddt = tl.sum(q * A2, axis=0) * LN2 + gB * u
                 du = gB * dt
                 if HAS_D:
                     du += Dv * dy

@@ -63,16 +63,6 @@ def _channel_lanes(d, zero_stride, BLOCK_D: tl.constexpr):
 
 
 @triton.jit
-def _sum_states(x, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    """Sum of an (N, BLOCK_D) tile over N as 4 partial sums: tl.sum's one chain of N dependent FFMAs per
-    step (N x 4 cycles at N = 16) left the few warps per scheduler waiting (Nsight: stall_wait ~30%)."""
-    if BLOCK_N >= 8:
-        return tl.sum(tl.sum(tl.reshape(x, (4, BLOCK_N // 4, BLOCK_D)), axis=1), axis=0)
-    else:
-        return tl.sum(x, axis=0)
-
-
-@triton.jit
 def _step_pos(ik, L, rev, REVERSE: tl.constexpr, BIDIR: tl.constexpr):
     """Memory position of scan step ik: right to left for reversed programs (rev is per program with BIDIR)."""
     if BIDIR:
@@ -230,7 +220,7 @@ def selective_scan_fwd_kernel(
             h = tl.exp2(dt[None, :] * A2) * h + Bt[:, None] * (dt * u)[None, :]
             if MODE == 0:
                 Ct = _ld(C_base + t * s_Cl, n_ok, EVEN_N)
-                y = _sum_states(h * Ct[:, None], BLOCK_N, BLOCK_D)
+                y = tl.sum(h * Ct[:, None], axis=0)
                 if HAS_D:
                     y += Dv * u
                 if HAS_Z:
