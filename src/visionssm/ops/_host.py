@@ -26,6 +26,23 @@ def strides(t, n: int = 3) -> tuple:
     return t.stride() if t is not None else (0,) * n
 
 
+# os.environ's own store (POSIX: encoded keys and values). Its Mapping methods cost ~5 Python calls per read,
+# and an op reads several variables per call; os.environ writes (monkeypatch too) update this dict as well.
+_ENV = getattr(os.environ, "_data", None) if os.name == "posix" else None
+_ENV_KEYS: dict = {}
+
+
+def env_get(name: str, default=None):
+    """``os.environ.get(name, default)`` in one dict lookup."""
+    if _ENV is None:
+        return os.environ.get(name, default)
+    key = _ENV_KEYS.get(name)
+    if key is None:
+        key = _ENV_KEYS[name] = os.environ.encodekey(name)
+    value = _ENV.get(key)
+    return default if value is None else os.environ.decodevalue(value)
+
+
 def cached_on_env(*names: str):
     """Memoise a pure launch-config function on its arguments and the current values of env variables ``names``
     (the ones it reads), so a changed override still takes effect. Results are shared: return tuples, or dicts
@@ -36,9 +53,12 @@ def cached_on_env(*names: str):
         def cached(env, *args, **kwargs):
             return fn(*args, **kwargs)
 
+        keys = tuple(os.environ.encodekey(n) for n in names) if _ENV is not None else ()
+
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            return cached(tuple(os.environ.get(n) for n in names), *args, **kwargs)
+            env = tuple(map(_ENV.get, keys)) if _ENV is not None else tuple(os.environ.get(n) for n in names)
+            return cached(env, *args, **kwargs)
 
         return wrapper
 

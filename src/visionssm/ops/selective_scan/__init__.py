@@ -7,11 +7,10 @@ D, delta_bias ``(dim,)``.
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from .. import _flops
+from .._host import env_get
 from .chunked import selective_scan_chunked
 from .reference import selective_scan_reference
 
@@ -31,7 +30,7 @@ def _triton_available() -> bool:
 def resolve_backend(backend: str | None, device: torch.device) -> str:
     """None -> $VISIONSSM_BACKEND, else "triton" for CUDA tensors when it is built and importable, else "torch"."""
     if backend is None:
-        backend = os.environ.get("VISIONSSM_BACKEND") or None
+        backend = env_get("VISIONSSM_BACKEND") or None
     if backend is None:
         return "triton" if device.type == "cuda" and _triton_kernel() is not None else "torch"
     if backend not in BACKENDS:

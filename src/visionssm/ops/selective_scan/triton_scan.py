@@ -7,7 +7,7 @@ import os
 import torch
 
 from .. import _alloc, _autograd
-from .._host import cached_on_env, cdiv, next_pow2, strides
+from .._host import cached_on_env, cdiv, env_get, next_pow2, strides
 from .._segment_carry import segment_carry
 from .reference import grouped_bc
 from .triton_bwd import selective_scan_bwd_kernel
@@ -76,13 +76,13 @@ def register_cap() -> dict:
 def use_warp_reduce(u: torch.Tensor, block_d: int, block_n: int, nstate: int, warps: int) -> bool:
     """The backward's dB/dC sums by warp reduce-scatter (PTX, ops/_warp_reduce.py): CUDA tensors outside the
     interpreter, one warp of 32 channels, N = 16. ``VISIONSSM_SCAN_WARP_REDUCE=0`` turns it off."""
-    return (u.is_cuda and os.environ.get("TRITON_INTERPRET", "0") != "1" and block_d == 32 and warps == 1
-            and block_n == nstate == 16 and os.environ.get("VISIONSSM_SCAN_WARP_REDUCE", "1") != "0")
+    return (u.is_cuda and env_get("TRITON_INTERPRET", "0") != "1" and block_d == 32 and warps == 1
+            and block_n == nstate == 16 and env_get("VISIONSSM_SCAN_WARP_REDUCE", "1") != "0")
 
 
 def use_asm(u: torch.Tensor) -> bool:
     """Inline PTX (lg2.approx in softplus, ops/_fastmath.py): CUDA tensors outside the interpreter."""
-    return u.is_cuda and os.environ.get("TRITON_INTERPRET", "0") != "1"
+    return u.is_cuda and env_get("TRITON_INTERPRET", "0") != "1"
 
 
 class _TritonScan(torch.autograd.Function):

@@ -10,7 +10,7 @@ import os
 import torch
 
 from .. import _alloc
-from .._host import cached_on_env, cdiv, next_pow2, strides
+from .._host import cached_on_env, cdiv, env_get, next_pow2, strides
 from .triton_smalln_bwd import smalln_bwd_kernel
 from .triton_smalln_fwd import smalln_fwd_kernel
 
@@ -20,8 +20,8 @@ _TARGET_PROGRAMS = 1024  # below this many (batch, channel block) programs, L is
 
 
 def use_smalln(nstate: int) -> bool:
-    limit = int(os.environ.get("VISIONSSM_SCAN_SMALLN_MAXN", MAX_NSTATE))  # tuning: try it at larger N
-    return nstate <= limit and os.environ.get("VISIONSSM_SCAN_SMALLN", "1") != "0"
+    limit = int(env_get("VISIONSSM_SCAN_SMALLN_MAXN", MAX_NSTATE))  # tuning: try it at larger N
+    return nstate <= limit and env_get("VISIONSSM_SCAN_SMALLN", "1") != "0"
 
 
 @cached_on_env("VISIONSSM_SCAN_SMALLN_CFG", "VISIONSSM_SCAN_PROGRAMS")

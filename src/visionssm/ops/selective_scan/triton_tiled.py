@@ -16,7 +16,7 @@ import os
 import torch
 
 from .. import _alloc
-from .._host import cached_on_env, cdiv, next_pow2, strides
+from .._host import cached_on_env, cdiv, env_get, next_pow2, strides
 from .._segment_carry import segment_carry
 from .triton_tiled_bwd import tiled_bwd_kernel
 from .triton_tiled_fwd import tiled_fwd_kernel
@@ -27,7 +27,7 @@ _LANES = 32
 
 def use_tiled(dim_per_group: int) -> bool:
     """Opted in, and channels come in pairs per B/C group (the kernels' layout hint needs BLOCK_D >= 2)."""
-    return os.environ.get("VISIONSSM_SCAN_TILED", "0") == "1" and dim_per_group % 2 == 0
+    return env_get("VISIONSSM_SCAN_TILED", "0") == "1" and dim_per_group % 2 == 0
 
 
 @cached_on_env("VISIONSSM_SCAN_TILED_CFG")
