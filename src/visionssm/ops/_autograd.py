@@ -28,7 +28,9 @@ class _NoGradCtx:
 
 def apply(fn: type[torch.autograd.Function], *args):
     """``fn.apply(*args)``, or ``fn.forward`` called directly when no gradient is needed."""
-    if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+    if not torch.is_grad_enabled():  # already recording nothing
+        return fn.forward(_NoGradCtx(len(args)), *args)
+    if any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
         return fn.apply(*args)
     with torch.no_grad():  # as inside Function.apply: the forward records no graph
         return fn.forward(_NoGradCtx(len(args)), *args)

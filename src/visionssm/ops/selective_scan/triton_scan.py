@@ -85,6 +85,28 @@ def use_asm(u: torch.Tensor) -> bool:
     return u.is_cuda and env_get("TRITON_INTERPRET", "0") != "1"
 
 
+@cached_on_env("VISIONSSM_SCAN_T", "VISIONSSM_SCAN_STAGES", "VISIONSSM_SCAN_MAXNREG")
+def _fwd_flags(has_d, has_z, has_bias, softplus, reverse, save, chunk, bd, bn, even_n, bidir, n_seg, fold, asm, warps):
+    """The forward kernel's constexprs and launch options (cached: a dict of ~25 entries per call adds up)."""
+    return dict(
+        HAS_D=has_d, HAS_Z=has_z, HAS_BIAS=has_bias, SOFTPLUS=softplus, REVERSE=reverse, SAVE_STARTS=save,
+        CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn, EVEN_N=even_n, T=tile_tokens(), LOG_T=tile_tokens().bit_length() - 1,
+        STAGES=pipeline_stages(), BIDIR=bidir, CARRY=n_seg > 1, FOLD=fold, ASM=asm,
+        num_warps=warps, **register_cap(),
+    )
+
+
+@cached_on_env("VISIONSSM_SCAN_T", "VISIONSSM_SCAN_MAXNREG")
+def _bwd_flags(has_d, has_z, has_bias, softplus, reverse, has_dlast, chunk, bd, bn, even_n, bidir, n_seg, warp_reduce,
+               asm, warps):
+    """The backward kernel's constexprs and launch options (cached, as _fwd_flags)."""
+    return dict(
+        HAS_D=has_d, HAS_Z=has_z, HAS_BIAS=has_bias, SOFTPLUS=softplus, REVERSE=reverse, HAS_DLAST=has_dlast,
+        CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn, EVEN_N=even_n, BIDIR=bidir, CARRY=n_seg > 1, WARP_REDUCE=warp_reduce,
+        ASM=asm, T=tile_tokens(), LOG_T=tile_tokens().bit_length() - 1, num_warps=warps, **register_cap(),
+    )
+
+
 class _TritonScan(torch.autograd.Function):
     """One direction; or with u2/delta2/B2/C2 (BIDIR) Vision Mamba's two directions in one launch: the second
     scanned right to left, A/D/delta_bias stacked (2 dim, ...), output stacked (batch, 2 dim, L), z shared."""
@@ -124,13 +146,8 @@ class _TritonScan(torch.autograd.Function):
             length, dim, dpg, nstate, seg_len, n_seg,
             *u.stride(), *delta.stride(), *strides(z), *out.stride(), *B.stride(), *C.stride(), 0,
         )
-        flags = dict(
-            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
-            REVERSE=reverse, SAVE_STARTS=save, CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn, EVEN_N=bn == nstate,
-            T=tile_tokens(), LOG_T=tile_tokens().bit_length() - 1, STAGES=pipeline_stages(),
-            BIDIR=bidir, CARRY=n_seg > 1, FOLD=1 < n_seg <= FOLD_MAX_SEGMENTS, ASM=use_asm(u), num_warps=warps,
-            **register_cap(),
-        )
+        flags = _fwd_flags(D is not None, z is not None, delta_bias is not None, softplus, reverse, save, chunk, bd, bn,
+                           bn == nstate, bidir, n_seg, 1 < n_seg <= FOLD_MAX_SEGMENTS, use_asm(u), warps)
         grid = (batch, dim // bd, n_seg)
         if n_seg > 1:
             selective_scan_fwd_kernel[grid](*args, MODE=1, **flags)
@@ -163,11 +180,11 @@ class _TritonScan(torch.autograd.Function):
         # of either direction, token).
         n_grp = dim // dpg
         acc = torch.zeros((nstate + 2) * dim + batch * n_grp * length * 2 * nstate, **f32)
-        dAt = acc[: nstate * dim].view(nstate, dim)
+        dA = acc[: nstate * dim].view(dim, nstate)
         dD = acc[nstate * dim: (nstate + 1) * dim] if D is not None else None
         dbias = acc[(nstate + 1) * dim: (nstate + 2) * dim] if delta_bias is not None else None
         dBC = acc[(nstate + 2) * dim:].view(batch, n_grp, length, 2 * nstate)
-        seg_w = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else dAt
+        seg_w = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else dA
         scratch = torch.empty(batch * n_blk * n_seg * chunk * bd * (bn + 8), **f32)  # see triton_bwd.py
         if dlast is not None:  # segment_carry takes (batch, dim, N); the kernel's own load wants (batch, N, dim)
             dlast = dlast.float().contiguous() if n_seg > 1 else dlast.transpose(1, 2).float().contiguous()
@@ -175,18 +192,13 @@ class _TritonScan(torch.autograd.Function):
         opt = lambda t: t if t is not None else du
         args = (
             u, delta, At, B, C, opt(D), opt(z), opt(delta_bias), dout, opt(dlast), starts, seg_w, seg_sum, scratch,
-            du, ddelta, dAt, dBC, opt(dD), opt(dz), opt(dbias), *second,
+            du, ddelta, dA, dBC, opt(dD), opt(dz), opt(dbias), *second,
             length, dim, dpg, nstate, seg_len, n_seg,
             *u.stride(), *delta.stride(), *strides(z), *dout.stride(), *B.stride(), *C.stride(), 0,
         )
-        flags = dict(
-            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
-            REVERSE=reverse, HAS_DLAST=dlast is not None, CHUNK=chunk,
-            BLOCK_D=bd, BLOCK_N=bn, EVEN_N=bn == nstate,
-            BIDIR=bidir, CARRY=n_seg > 1, WARP_REDUCE=use_warp_reduce(u, bd, bn, nstate, warps), ASM=use_asm(u),
-            T=tile_tokens(), LOG_T=tile_tokens().bit_length() - 1,
-            num_warps=warps, **register_cap(),
-        )
+        flags = _bwd_flags(D is not None, z is not None, delta_bias is not None, softplus, reverse, dlast is not None,
+                           chunk, bd, bn, bn == nstate, bidir, n_seg, use_warp_reduce(u, bd, bn, nstate, warps),
+                           use_asm(u), warps)
         grid = (batch, n_blk, n_seg)
         if n_seg > 1:
             selective_scan_bwd_kernel[grid](*args, MODE=1, **flags)
@@ -199,11 +211,11 @@ class _TritonScan(torch.autograd.Function):
         dbias = dbias.to(delta_bias.dtype) if delta_bias is not None else None
         bt = ctx.bc_dtypes
         if not bidir:
-            return du, ddelta, dAt.t(), dB[:, 0].to(bt[0]), dC[:, 0].to(bt[1]), dD, dz, dbias, None, None
+            return du, ddelta, dA, dB[:, 0].to(bt[0]), dC[:, 0].to(bt[1]), dD, dz, dbias, None, None
         half = dim // 2
         if dz is not None:
             dz = dz[:, :half] + dz[:, half:]
-        return (du[:, :half], ddelta[:, :half], dAt.t(), dB[:, 0].to(bt[0]), dC[:, 0].to(bt[1]), dD, dz, dbias,
+        return (du[:, :half], ddelta[:, :half], dA, dB[:, 0].to(bt[0]), dC[:, 0].to(bt[1]), dD, dz, dbias,
                 None, None, du[:, half:], ddelta[:, half:], dB[:, 1].to(bt[2]), dC[:, 1].to(bt[3]))
 
 
@@ -213,6 +225,13 @@ def _n_contiguous(t):
     if t.dtype == torch.float32 and t.stride(-2) == 1:
         return t
     return t.transpose(-1, -2).to(torch.float32, memory_format=torch.contiguous_format).transpose(-1, -2)
+
+
+def _f32(t):
+    """Parameters as contiguous float32 (no call when they already are: this runs on every op call)."""
+    if t is None or (t.dtype == torch.float32 and t.is_contiguous()):
+        return t
+    return t.float().contiguous()
 
 
 def selective_scan_triton(
@@ -227,8 +246,7 @@ def selective_scan_triton(
         delta = delta.to(u.dtype)
     if z is not None and z.dtype != u.dtype:
         z = z.to(u.dtype)
-    f32 = lambda t: t.float().contiguous() if t is not None else None
-    args = (u, delta, f32(A), B, C, f32(D), z, f32(delta_bias), delta_softplus, reverse)
+    args = (u, delta, _f32(A), B, C, _f32(D), z, _f32(delta_bias), delta_softplus, reverse)
     if tiled:
         out, last = _autograd.apply(TiledScan, *args, return_last_state)
     else:
