@@ -180,11 +180,11 @@ class _TritonScan(torch.autograd.Function):
         # of either direction, token).
         n_grp = dim // dpg
         acc = torch.zeros((nstate + 2) * dim + batch * n_grp * length * 2 * nstate, **f32)
-        dA = acc[: nstate * dim].view(dim, nstate)
+        dAt = acc[: nstate * dim].view(nstate, dim)
         dD = acc[nstate * dim: (nstate + 1) * dim] if D is not None else None
         dbias = acc[(nstate + 1) * dim: (nstate + 2) * dim] if delta_bias is not None else None
         dBC = acc[(nstate + 2) * dim:].view(batch, n_grp, length, 2 * nstate)
-        seg_w = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else dA
+        seg_w = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else dAt
         scratch = torch.empty(batch * n_blk * n_seg * chunk * bd * (bn + 8), **f32)  # see triton_bwd.py
         if dlast is not None:  # segment_carry takes (batch, dim, N); the kernel's own load wants (batch, N, dim)
             dlast = dlast.float().contiguous() if n_seg > 1 else dlast.transpose(1, 2).float().contiguous()
@@ -192,7 +192,7 @@ class _TritonScan(torch.autograd.Function):
         opt = lambda t: t if t is not None else du
         args = (
             u, delta, At, B, C, opt(D), opt(z), opt(delta_bias), dout, opt(dlast), starts, seg_w, seg_sum, scratch,
-            du, ddelta, dA, dBC, opt(dD), opt(dz), opt(dbias), *second,
+            du, ddelta, dAt, dBC, opt(dD), opt(dz), opt(dbias), *second,
             length, dim, dpg, nstate, seg_len, n_seg,
             *u.stride(), *delta.stride(), *strides(z), *dout.stride(), *B.stride(), *C.stride(), 0,
         )
@@ -211,11 +211,11 @@ class _TritonScan(torch.autograd.Function):
         dbias = dbias.to(delta_bias.dtype) if delta_bias is not None else None
         bt = ctx.bc_dtypes
         if not bidir:
-            return du, ddelta, dA, dB[:, 0].to(bt[0]), dC[:, 0].to(bt[1]), dD, dz, dbias, None, None
+            return du, ddelta, dAt.t(), dB[:, 0].to(bt[0]), dC[:, 0].to(bt[1]), dD, dz, dbias, None, None
         half = dim // 2
         if dz is not None:
             dz = dz[:, :half] + dz[:, half:]
-        return (du[:, :half], ddelta[:, :half], dA, dB[:, 0].to(bt[0]), dC[:, 0].to(bt[1]), dD, dz, dbias,
+        return (du[:, :half], ddelta[:, :half], dAt.t(), dB[:, 0].to(bt[0]), dC[:, 0].to(bt[1]), dD, dz, dbias,
                 None, None, du[:, half:], ddelta[:, half:], dB[:, 1].to(bt[2]), dC[:, 1].to(bt[3]))
 
 
