@@ -69,6 +69,7 @@ for part in "$@"; do
       python3 benchmarks/bench_vmamba.py --models vmamba_tiny_s1l8 --cuda-graph --no-baseline --time-budget 60 \
       --out benchmarks/results/vmamba_graph_fused.json" ;;
     bidir) run bidir 200 python3 benchmarks/bench_bidir.py ;;
+    profbidir) run profbidir 120 python3 benchmarks/profile_bidir_once.py ;;
     bidirtests) run bidirtests 200 python3 -m pytest -m gpu -q -p no:cacheprovider tests/ops/test_bidirectional_scan.py \
       tests/ops/test_selective_scan_triton.py tests/layers/test_bimamba.py tests/models/test_vim.py ;;
     regsweep) run regsweep 200 python3 benchmarks/sweep_scan.py "" "MAXNREG=168" "MAXNREG=128" \
