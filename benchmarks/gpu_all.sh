@@ -41,7 +41,7 @@ for part in "$@"; do
       "TILED_CFG=8,8,8,8" "TILED_CFG=2,8,2,2" "TILED_CFG=8,4,8,8" "TILED_CFG=16,4,16,16" ;;
     probescan) run probescan 200 python3 benchmarks/probe_scan.py ;;
     profhost) run profhost 150 python3 benchmarks/profile_host.py scan scanfb ;;
-    hostbreak) run hostbreak 100 python3 benchmarks/host_breakdown.py ;;
+    hostbreak) run hostbreak 150 python3 benchmarks/host_breakdown.py ;;
     ssdsweep) run ssdsweep 200 python3 benchmarks/bench_ssd.py --shapes 8,6085,12,64,64 --sweep --no-noncausal --no-fla --budget 170 \
       --out benchmarks/results/ssd_sweep_long.json ;;
     profvm) run profvm 110 python3 -m visionssm.cli profile vmamba_tiny_s1l8 --batch 128 --ops 40 ;;
@@ -108,7 +108,6 @@ for part in "$@"; do
       VISIONSSM_SCAN_MAXNREG=128 python3 benchmarks/kernel_breakdown.py --no-base --top 2" ;;
     chunkcmp) run chunkcmp 300 bash -c "python3 benchmarks/kernel_breakdown.py --no-base --top 2 && \
       VISIONSSM_SCAN_CFG=32,8,1 python3 benchmarks/kernel_breakdown.py --no-base --top 2" ;;
-    probelaunch) run probelaunch 150 python3 benchmarks/probe_launch.py --profile ;;
     ncufwd) run ncufwd 300 bash benchmarks/ncu_fwd.sh ;;
     stagecmp) run stagecmp 250 bash -c "python3 benchmarks/kernel_breakdown.py --no-base --top 3 && \
       VISIONSSM_SCAN_STAGES=1 python3 benchmarks/kernel_breakdown.py --no-base --top 3" ;;

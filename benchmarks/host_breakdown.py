@@ -1,5 +1,6 @@
 """Host microseconds per call of the pieces of one selective-scan forward (tiny problem, GPU never limits):
-the op as a whole, its Triton launch alone, and the torch glue around it. Prints a table.
+the op as a whole (forward, and forward+backward), its Triton launch alone, the torch glue around it, and
+mamba_ssm's whole call when importable. Prints a table.
 
     python benchmarks/host_breakdown.py
 """
@@ -14,6 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_scan import make_inputs  # noqa: E402
+from mamba_baseline import load_selective_scan_fn  # noqa: E402
 
 from visionssm.ops.selective_scan import selective_scan, triton_scan  # noqa: E402
 from visionssm.ops.ssd import ssd_causal, triton_causal  # noqa: E402
@@ -72,6 +74,16 @@ def main():
         rows.append(("ssd_causal (whole op)", per_call(ssd)))
         launch = captured_launch(triton_causal.ssd_causal_fwd_kernel, ssd)
         rows.append(("  Triton launch of the fwd kernel", per_call(launch)))
+    leaves = {k: v.detach().clone().requires_grad_(True) for k, v in x.items()}
+    grad = torch.randn_like(x["u"])
+    fb = lambda: selective_scan(**leaves, delta_softplus=True, backend="triton").backward(grad)
+    rows.append(("selective_scan forward+backward", per_call(fb, n=500)))
+    base = load_selective_scan_fn(verbose=False)
+    if base is not None:
+        with torch.no_grad():
+            rows.append(("mamba_ssm selective_scan_fn (whole op)", per_call(lambda: base(**x, delta_softplus=True))))
+        rows.append(("mamba_ssm forward+backward",
+                     per_call(lambda: base(**leaves, delta_softplus=True).backward(grad), n=500)))
     for name, us in rows:
         print(f"{name:<42} {us:8.1f} us")
 

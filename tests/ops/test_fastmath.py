@@ -28,7 +28,8 @@ def _check(device, asm):
     x64 = x.double()
     rel = lambda a, b: ((a.double() - b).abs() / b.abs().clamp_min(1e-30)).max().item()
     assert rel(sp, torch.nn.functional.softplus(x64)) < 5e-6
-    assert rel(sg, torch.sigmoid(x64)) < 4e-6  # at |x| = 60 the float32 rounding of x log2(e) alone is 3.6e-6
+    # at |x| = 60 the float32 rounding of x log2(e) alone is ~3.6e-6 (estimate; 3.4e-6 seen)
+    assert rel(sg, torch.sigmoid(x64)) < 4e-6
 
 
 def test_fastmath_interpreter_fallback():

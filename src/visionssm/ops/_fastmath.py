@@ -18,11 +18,6 @@ LN2 = tl.constexpr(0.6931471805599453)
 
 
 @triton.jit
-def exp_fast(x):
-    return tl.exp2(x * LOG2E)
-
-
-@triton.jit
 def log2_fast(x, ASM: tl.constexpr):
     if ASM:
         return tl.inline_asm_elementwise("lg2.approx.ftz.f32 $0, $1;", "=r,r", [x], dtype=tl.float32,

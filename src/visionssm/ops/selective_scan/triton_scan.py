@@ -76,12 +76,12 @@ def register_cap() -> dict:
 def use_warp_reduce(u: torch.Tensor, block_d: int, block_n: int, nstate: int, warps: int) -> bool:
     """The backward's dB/dC sums by warp reduce-scatter (PTX, ops/_warp_reduce.py): CUDA tensors outside the
     interpreter, one warp of 32 channels, N = 16. ``VISIONSSM_SCAN_WARP_REDUCE=0`` turns it off."""
-    return (u.is_cuda and env_get("TRITON_INTERPRET", "0") != "1" and block_d == 32 and warps == 1
-            and block_n == nstate == 16 and env_get("VISIONSSM_SCAN_WARP_REDUCE", "1") != "0")
+    return (use_asm(u) and block_d == 32 and warps == 1 and block_n == nstate == 16
+            and env_get("VISIONSSM_SCAN_WARP_REDUCE", "1") != "0")
 
 
 def use_asm(u: torch.Tensor) -> bool:
-    """Inline PTX (lg2.approx in softplus, ops/_fastmath.py): CUDA tensors outside the interpreter."""
+    """Inline PTX (lg2.approx in softplus, ops/_fastmath.py; the warp reduce): CUDA tensors outside the interpreter."""
     return u.is_cuda and env_get("TRITON_INTERPRET", "0") != "1"
 
 
