@@ -108,7 +108,8 @@ for part in "$@"; do
       VISIONSSM_SCAN_MAXNREG=128 python3 benchmarks/kernel_breakdown.py --no-base --top 2" ;;
     chunkcmp) run chunkcmp 300 bash -c "python3 benchmarks/kernel_breakdown.py --no-base --top 2 && \
       VISIONSSM_SCAN_CFG=32,8,1 python3 benchmarks/kernel_breakdown.py --no-base --top 2" ;;
-    ncufwd) run ncufwd 300 bash benchmarks/ncu_fwd.sh ;;
+    ncufwd) run ncufwd 300 bash benchmarks/ncu_scan.sh fwd ;;
+    ncubwd) run ncubwd 300 bash benchmarks/ncu_scan.sh bwd ;;
     stagecmp) run stagecmp 250 bash -c "python3 benchmarks/kernel_breakdown.py --no-base --top 3 && \
       VISIONSSM_SCAN_STAGES=1 python3 benchmarks/kernel_breakdown.py --no-base --top 3" ;;
     compile) run compile 170 python3 benchmarks/probe_compile.py ;;

@@ -192,7 +192,7 @@ def selective_scan_fwd_kernel(
     p, ok = _chunk_pos(i0, i1, L, rev, T, REVERSE, BIDIR)
     nxt = _chunk_tiles(u_base, d_base, z_base, p, ok, s_ul, s_dl, s_zl, HAS_Z)
     # STAGES > 1: Triton copies the next chunk's B/C rows to shared memory (cp.async) while this one runs.
-    for i in tl.range(i0, i1, T, num_stages=STAGES):  # i0 and CHUNK are multiples of T
+    for i in tl.range(i0, i1, T, num_stages=STAGES):  # i0 is a multiple of T and of CHUNK
         ut, dtt, zt = nxt
         p_out, ok_out = p, ok
         p, ok = _chunk_pos(i + T, i1, L, rev, T, REVERSE, BIDIR)
@@ -200,12 +200,12 @@ def selective_scan_fwd_kernel(
         us = columns(ut, BLOCK_D, T, LOG_T)
         ds = columns(dtt, BLOCK_D, T, LOG_T)
         zs = columns(zt, BLOCK_D, T, LOG_T) if HAS_Z else us
-        if MODE == 0 and SAVE_STARTS:
-            if i % CHUNK == 0:
-                _st(starts_ptr + (pid_b * n_chunks + i // CHUNK) * n_state * dim + nd, h, nd_ok, EVEN_N)
         ys = ()
         for k in tl.static_range(T):
             ik = i + k
+            if MODE == 0 and SAVE_STARTS and k % CHUNK == 0:  # a start every CHUNK steps (CHUNK < T: several)
+                if ik % CHUNK == 0 and ik < i1:
+                    _st(starts_ptr + (pid_b * n_chunks + ik // CHUNK) * n_state * dim + nd, h, nd_ok, EVEN_N)
             valid = ik < i1
             t = _step_pos(ik, L, rev, REVERSE, BIDIR)
             t = tl.where(valid, t, 0)  # past the end: a harmless in-bounds position, masked below

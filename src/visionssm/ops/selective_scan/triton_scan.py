@@ -24,12 +24,14 @@ _MIN_PROGRAMS = 512
 # Up to this many forward segments the output pass folds the earlier ones in itself: no segment_carry launch
 # (~50 us of host time on the H100 machine, benchmarks/host_breakdown.py) for a few cached loads per program.
 FOLD_MAX_SEGMENTS = 16
+# Steps between the states the forward saves, and the backward's unrolled chunk (its states held in registers).
+DEFAULT_CHUNK = 4
 
 
 @cached_on_env("VISIONSSM_SCAN_T")
 def tile_tokens() -> int:
     """Forward steps per unrolled chunk, also the width of its (channels, tokens) I/O tiles: 8 (a power of
-    two; CHUNK is a multiple). ``VISIONSSM_SCAN_T`` overrides (sweeps)."""
+    two). ``VISIONSSM_SCAN_T`` overrides (sweeps)."""
     t = int(os.environ.get("VISIONSSM_SCAN_T", 8))
     if t < 2 or t & (t - 1):
         raise ValueError(f"VISIONSSM_SCAN_T={t}: must be a power of two >= 2")
@@ -43,14 +45,14 @@ def pipeline_stages() -> int:
     return int(os.environ.get("VISIONSSM_SCAN_STAGES", 2))
 
 
-@cached_on_env("VISIONSSM_SCAN_CFG", "VISIONSSM_SCAN_PROGRAMS")
+@cached_on_env("VISIONSSM_SCAN_CFG", "VISIONSSM_SCAN_PROGRAMS", "VISIONSSM_SCAN_T")
 def launch_config(batch: int, dim: int, dim_per_group: int, nstate: int, length: int):
     """(BLOCK_D, BLOCK_N, CHUNK, num_warps, seg_len, n_seg). ``VISIONSSM_SCAN_CFG=bd,chunk,warps`` overrides."""
-    bd, chunk, warps = 32, 8, 1  # one channel per thread (see triton_fwd.py); VISIONSSM_SCAN_CFG sweeps it
+    bd, chunk, warps = 32, DEFAULT_CHUNK, 1  # one channel per thread (see triton_fwd.py); VISIONSSM_SCAN_CFG sweeps it
     if os.environ.get("VISIONSSM_SCAN_CFG"):
         bd, chunk, warps = (int(v) for v in os.environ["VISIONSSM_SCAN_CFG"].split(","))
-    if chunk % tile_tokens():
-        raise ValueError(f"VISIONSSM_SCAN_CFG: chunk={chunk} must be a multiple of {tile_tokens()} (VISIONSSM_SCAN_T)")
+    if chunk < 2 or chunk & (chunk - 1):
+        raise ValueError(f"VISIONSSM_SCAN_CFG: chunk={chunk} must be a power of two >= 2")
     while dim_per_group % bd:
         bd //= 2
     bn = next_pow2(nstate)
@@ -59,7 +61,8 @@ def launch_config(batch: int, dim: int, dim_per_group: int, nstate: int, length:
     # Cut time into segments only when channels alone leave the GPU far short of programs, and then cut deep
     # (4 x least): segments cost a second pass, so a grid of ViT sizes is better left whole.
     n_seg = 1 if programs >= least else max(1, min(cdiv(4 * least, programs), cdiv(length, 4 * chunk)))
-    seg_len = cdiv(cdiv(length, n_seg), chunk) * chunk
+    step = max(chunk, tile_tokens())  # segments start at a chunk of either kernel
+    seg_len = cdiv(cdiv(length, n_seg), step) * step
     n_seg = cdiv(length, seg_len)
     return bd, bn, chunk, warps, seg_len, n_seg
 
@@ -96,14 +99,14 @@ def _fwd_flags(has_d, has_z, has_bias, softplus, reverse, save, chunk, bd, bn, e
     )
 
 
-@cached_on_env("VISIONSSM_SCAN_T", "VISIONSSM_SCAN_MAXNREG")
+@cached_on_env("VISIONSSM_SCAN_MAXNREG")
 def _bwd_flags(has_d, has_z, has_bias, softplus, reverse, has_dlast, chunk, bd, bn, even_n, bidir, n_seg, warp_reduce,
                asm, warps):
     """The backward kernel's constexprs and launch options (cached, as _fwd_flags)."""
     return dict(
         HAS_D=has_d, HAS_Z=has_z, HAS_BIAS=has_bias, SOFTPLUS=softplus, REVERSE=reverse, HAS_DLAST=has_dlast,
-        CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn, EVEN_N=even_n, BIDIR=bidir, CARRY=n_seg > 1, WARP_REDUCE=warp_reduce,
-        ASM=asm, T=tile_tokens(), LOG_T=tile_tokens().bit_length() - 1, num_warps=warps, **register_cap(),
+        CHUNK=chunk, LOG_C=chunk.bit_length() - 1, BLOCK_D=bd, BLOCK_N=bn, EVEN_N=even_n, BIDIR=bidir,
+        CARRY=n_seg > 1, WARP_REDUCE=warp_reduce, ASM=asm, num_warps=warps, **register_cap(),
     )
 
 
@@ -185,13 +188,12 @@ class _TritonScan(torch.autograd.Function):
         dbias = acc[(nstate + 1) * dim: (nstate + 2) * dim] if delta_bias is not None else None
         dBC = acc[(nstate + 2) * dim:].view(batch, n_grp, length, 2 * nstate)
         seg_w = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else dAt
-        scratch = torch.empty(batch * n_blk * n_seg * chunk * bd * (bn + 8), **f32)  # see triton_bwd.py
         if dlast is not None:  # segment_carry takes (batch, dim, N); the kernel's own load wants (batch, N, dim)
             dlast = dlast.float().contiguous() if n_seg > 1 else dlast.transpose(1, 2).float().contiguous()
         dout = dout.contiguous() if bidir else dout
         opt = lambda t: t if t is not None else du
         args = (
-            u, delta, At, B, C, opt(D), opt(z), opt(delta_bias), dout, opt(dlast), starts, seg_w, seg_sum, scratch,
+            u, delta, At, B, C, opt(D), opt(z), opt(delta_bias), dout, opt(dlast), starts, seg_w, seg_sum,
             du, ddelta, dAt, dBC, opt(dD), opt(dz), opt(dbias), *second,
             length, dim, dpg, nstate, seg_len, n_seg,
             *u.stride(), *delta.stride(), *strides(z), *dout.stride(), *B.stride(), *C.stride(), 0,
