@@ -155,8 +155,8 @@ def selective_scan_fwd_kernel(
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr, T: tl.constexpr, LOG_T: tl.constexpr,
     BIDIR: tl.constexpr, CARRY: tl.constexpr, FOLD: tl.constexpr, STAGES: tl.constexpr, ASM: tl.constexpr,
 ):
-    # At: (N, dim) float32 = A^T * log2(e).  starts: (batch, n_chunks, N, dim); seg_end: (batch, n_seg, N, dim);
-    # seg_sum: (batch, n_seg, dim); last: (batch, N, dim); all contiguous float32.
+    # At: (N, dim) float32 = A^T * log2(e).  starts: (batch, n_chunks, dim // BLOCK_D, BLOCK_N, BLOCK_D);
+    # seg_end: (batch, n_seg, N, dim); seg_sum: (batch, n_seg, dim); last: (batch, N, dim); all contiguous float32.
     pid_b = tl.program_id(0)
     pid_d = tl.program_id(1)
     pid_s = tl.program_id(2)
@@ -165,6 +165,10 @@ def selective_scan_fwd_kernel(
     n_ok = n < n_state
     nd = n[:, None] * dim + _channel_lanes(d, zero_stride, BLOCK_D)[None, :]  # a (N, BLOCK_D) tile of an (N, dim) plane
     nd_ok = n_ok[:, None]
+    # saved starts: one (BLOCK_N, BLOCK_D) block per program, so that the N rows are constant offsets from one
+    # pointer (an (N, dim) plane's runtime row stride costs a 64-bit pointer per row: 2 N registers)
+    SLOT: tl.constexpr = BLOCK_N * BLOCK_D
+    sn = n[:, None] * BLOCK_D + _channel_lanes(tl.arange(0, BLOCK_D), zero_stride, BLOCK_D)[None, :]
     rev, c_loc, g, u_src, d_src, B_src, C_src = _direction(pid_d, d, dim, dim_per_group, u_ptr, u2_ptr, delta_ptr,
                                                        delta2_ptr, B_ptr, B2_ptr, C_ptr, C2_ptr, BLOCK_D, BIDIR)
     A2 = _ld(At_ptr + nd, nd_ok, EVEN_N)
@@ -205,7 +209,8 @@ def selective_scan_fwd_kernel(
             ik = i + k
             if MODE == 0 and SAVE_STARTS and k % CHUNK == 0:  # a start every CHUNK steps (CHUNK < T: several)
                 if ik % CHUNK == 0 and ik < i1:
-                    _st(starts_ptr + (pid_b * n_chunks + ik // CHUNK) * n_state * dim + nd, h, nd_ok, EVEN_N)
+                    _st(starts_ptr + ((pid_b * n_chunks + ik // CHUNK) * tl.num_programs(1) + pid_d) * SLOT + sn, h,
+                        nd_ok, EVEN_N)
             valid = ik < i1
             t = _step_pos(ik, L, rev, REVERSE, BIDIR)
             t = tl.where(valid, t, 0)  # past the end: a harmless in-bounds position, masked below

@@ -137,7 +137,7 @@ class _TritonScan(torch.autograd.Function):
         out = _alloc.empty(batch, dim, length, dtype=u.dtype, device=dev) if bidir else _alloc.empty_like(u)
         last = _alloc.empty(batch, nstate, dim, **f32)  # (N, dim) planes, like the state tiles; returned transposed
         save = any(ctx.needs_input_grad)
-        starts = _alloc.empty(batch, cdiv(length, chunk), nstate, dim, **f32) if save else last
+        starts = _alloc.empty(batch, cdiv(length, chunk), dim // bd, bn, bd, **f32) if save else last
         seg_end = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else last
         seg_sum = _alloc.empty(batch, n_seg, dim, **f32) if n_seg > 1 else last
         # (N, dim) in one launch; transposed so the state tile is laid out one channel per thread.
