@@ -3,6 +3,7 @@
 # per-instruction SASS table, into $OUT. Needs ncu on the PATH (the device image has it).
 #   bash benchmarks/ncu_scan.sh [fwd|bwd] [batch,dim,L,N]
 set -u
+export PYTHONPATH=$PWD/src:${PYTHONPATH:-}
 WHICH=${1:-fwd}
 SHAPE=${2:-128,384,197,16}
 python3 benchmarks/profile_scan_once.py $SHAPE > /dev/null 2>&1  # compile outside the profiler
