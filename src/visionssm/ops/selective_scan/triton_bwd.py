@@ -66,7 +66,7 @@ def selective_scan_bwd_kernel(
     CARRY: tl.constexpr, WARP_REDUCE: tl.constexpr, ASM: tl.constexpr,
 ):
     # Tiles are (N, BLOCK_D): one channel per thread, its N states in registers (see triton_fwd.py).
-    # du, ddelta, dz: contiguous (batch, dim, L); dBC: (batch, dim // dim_per_group, 2 N, L) float32, [dB | dC],
+    # du, ddelta, dz: contiguous (batch, dim, L); dBC: (batch, dim // dim_per_group, L, 2 N) float32, [dB | dC],
     # zeroed, summed into by every channel block of the group (atomics);
     # seg_w: (batch, n_seg, N, dim); seg_sum: (batch, n_seg, dim) and starts (batch, n_chunks, dim // BLOCK_D,
     # BLOCK_N, BLOCK_D)
@@ -178,8 +178,8 @@ def selective_scan_bwd_kernel(
                     dD_acc += dy * u
                 dA_acc += q * dt[None, :]
                 # past the segment's end (t clamped to 0) both rows are zero: dt = 0 and dout = 0 there
-                _add_rows(dBC_ptr + p_base + t, adj * (dt * u)[None, :], hs[CHUNK - kk] * dy[None, :], n, n_ok, n_state,
-                          L, BLOCK_D, WARP_REDUCE)
+                _add_rows(dBC_ptr + p_base + t * (2 * n_state), adj * (dt * u)[None, :], hs[CHUNK - kk] * dy[None, :],
+                          n, n_ok, n_state, BLOCK_D, WARP_REDUCE)
                 if SOFTPLUS:
                     ddt = ddt * _softplus_grad(dt)
                 ddt = tl.where(valid, ddt, 0.0)  # past the end: q is not zero, but nothing may be summed
@@ -225,13 +225,11 @@ def _store_tile(dst, steps, rows, p, ok, rev, REVERSE: tl.constexpr, BIDIR: tl.c
 
 
 @triton.jit
-def _add_rows(col_ptr, gB, gC, n, n_ok, n_state, L, BLOCK_D: tl.constexpr, WARP_REDUCE: tl.constexpr):
-    """One token's column of the (2 N, L) [dB | dC] plane: rows n += sum over the program's channels of gB[n, :],
-    rows N + n likewise of gC (atomics; (N, BLOCK_D)). L-contiguous like B and C, so the final cast to their dtype
-    is a plain elementwise copy (an (L, 2 N) buffer's transposing cast took ~21 us of GPU time each on the H100)."""
+def _add_rows(row_ptr, gB, gC, n, n_ok, n_state, BLOCK_D: tl.constexpr, WARP_REDUCE: tl.constexpr):
+    """row[:N] += sum over the program's channels of gB[n, :], row[N:2N] likewise of gC (atomics; (N, BLOCK_D))."""
     if WARP_REDUCE:  # lane l: total of [dB | dC][l]
         sums = warp_reduce_scatter32(columns(tl.trans(gB), BLOCK_D, 16, 4) + columns(tl.trans(gC), BLOCK_D, 16, 4))
-        tl.atomic_add(col_ptr + tl.arange(0, BLOCK_D) * L, sums, sem="relaxed")
+        tl.atomic_add(row_ptr + tl.arange(0, BLOCK_D), sums, sem="relaxed")
     else:
-        tl.atomic_add(col_ptr + n * L, tl.sum(gB, axis=1), mask=n_ok, sem="relaxed")
-        tl.atomic_add(col_ptr + (n_state + n) * L, tl.sum(gC, axis=1), mask=n_ok, sem="relaxed")
+        tl.atomic_add(row_ptr + n, tl.sum(gB, axis=1), mask=n_ok, sem="relaxed")
+        tl.atomic_add(row_ptr + n_state + n, tl.sum(gC, axis=1), mask=n_ok, sem="relaxed")

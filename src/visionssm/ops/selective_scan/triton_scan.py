@@ -179,14 +179,14 @@ class _TritonScan(torch.autograd.Function):
         du = _alloc.empty(batch, dim, length, dtype=u.dtype, device=dev)
         ddelta = _alloc.empty(batch, dim, length, dtype=delta.dtype, device=dev)
         dz = _alloc.empty(batch, dim, length, dtype=z.dtype, device=dev) if z is not None else None
-        # The atomic accumulators, zeroed in one fill: dA^T, dD, ddelta_bias, and a (2 N, L) [dB | dC] plane per
-        # (batch, group of either direction).
+        # The atomic accumulators, zeroed in one fill: dA^T, dD, ddelta_bias, and [dB | dC] per (batch, group
+        # of either direction, token).
         n_grp = dim // dpg
         acc = torch.zeros((nstate + 2) * dim + batch * n_grp * length * 2 * nstate, **f32)
         dAt = acc[: nstate * dim].view(nstate, dim)
         dD = acc[nstate * dim: (nstate + 1) * dim] if D is not None else None
         dbias = acc[(nstate + 1) * dim: (nstate + 2) * dim] if delta_bias is not None else None
-        dBC = acc[(nstate + 2) * dim:].view(batch, n_grp, 2 * nstate, length)
+        dBC = acc[(nstate + 2) * dim:].view(batch, n_grp, length, 2 * nstate)
         seg_w = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else dAt
         if dlast is not None:  # segment_carry takes (batch, dim, N); the kernel's own load wants (batch, N, dim)
             dlast = dlast.float().contiguous() if n_seg > 1 else dlast.transpose(1, 2).float().contiguous()
@@ -207,7 +207,7 @@ class _TritonScan(torch.autograd.Function):
             segment_carry(seg_sum, seg_w, dlast, reverse=True, coef=At, init_transposed=True)
         selective_scan_bwd_kernel[grid](*args, MODE=0, **flags)
         n_dir = 2 if bidir else 1
-        dBC = dBC.view(batch, n_dir, groups, 2 * nstate, length)
+        dBC = dBC.view(batch, n_dir, groups, length, 2 * nstate).transpose(-1, -2)
         dB, dC = dBC[..., :nstate, :], dBC[..., nstate:, :]
         dD = dD.to(D.dtype) if D is not None else None
         dbias = dbias.to(delta_bias.dtype) if delta_bias is not None else None
