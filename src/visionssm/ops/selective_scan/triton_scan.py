@@ -69,9 +69,9 @@ def launch_config(batch: int, dim: int, dim_per_group: int, nstate: int, length:
 
 @cached_on_env("VISIONSSM_SCAN_MAXNREG")
 def register_cap() -> dict:
-    """``VISIONSSM_SCAN_MAXNREG=n``: cap registers per thread (for sweeps). At N = 16 the forward takes 247 and
-    the backward 206 (sm_90, Triton 3.6: 8-9 one-warp programs per SM). Caps measured slower on the H100 at
-    (128, 384, 197, 16): backward 0.977 ms at 168 and 1.211 ms at 128 against 0.942 ms uncapped. Unset: no cap."""
+    """``VISIONSSM_SCAN_MAXNREG=n``: cap registers per thread (for sweeps). At N = 16 the forward takes 253 and
+    the backward 255 (sm_90, Triton 3.6: 8 one-warp programs per SM). Caps measured slower on the H100 at
+    (128, 384, 197, 16) on an earlier backward (0.977 ms at 168, 1.211 ms at 128, 0.942 ms uncapped). Unset: no cap."""
     cap = os.environ.get("VISIONSSM_SCAN_MAXNREG")
     return {"maxnreg": int(cap)} if cap else {}
 
