@@ -77,7 +77,7 @@ def test_triton_many_segments(reverse, fold, triton_device, monkeypatch):
 @pytest.mark.parametrize("segments", [False, True])
 def test_triton_grads_through_the_last_state_alone(segments, triton_device, monkeypatch):
     # y unused: autograd hands the backward no output grad (grads are not materialised); every input grad
-    # then comes from the last state's alone. segments: 600 tokens of one 4-channel row are cut in 10.
+    # then comes from the last state's alone. segments: 600 tokens of one 4-channel row are cut in >= 10.
     shape = (1, 4, 600, 16) if segments else (2, 4, 37, 16)
     x = make_inputs(*shape, 1)
     kw = dict(delta_softplus=True, return_last_state=True)

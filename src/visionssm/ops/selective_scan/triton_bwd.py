@@ -24,13 +24,10 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .._fastmath import sigmoid_fast, softplus_fast
+from .._fastmath import LN2, LOG2E, sigmoid_fast, softplus_fast
 from .._tiles import columns
 from .._warp_reduce import warp_reduce_scatter32
 from .triton_fwd import _channel_lanes, _chunk_pos, _direction, _ld, _memory_tile, _st, _step_col, _step_pos
-
-LN2 = tl.constexpr(0.6931471805599453)
-LOG2E = tl.constexpr(1.4426950408889634)
 
 
 @triton.jit
