@@ -15,9 +15,9 @@ from .scan_cases import make_inputs, rel_err, run_with_grads
 PAIRED = ("u", "delta", "A", "B", "C", "D", "delta_bias")
 
 
-def bidir_inputs(batch, dim, length, nstate, groups, seed=None):
-    """Independent random tensors per direction (prefixed f_ / b_), one shared z."""
-    f, b = make_inputs(batch, dim, length, nstate, groups, seed=seed), make_inputs(batch, dim, length, nstate, groups)
+def bidir_inputs(batch, dim, length, nstate, groups, seed=None, bc3d=False):
+    """Independent random tensors per direction (prefixed f_ / b_), one shared z; bc3d: B, C (batch, N, L)."""
+    f, b = (make_inputs(batch, dim, length, nstate, groups, seed=s, with_bc_groups_dim=not bc3d) for s in (seed, None))
     x = {f"{p}_{k}": src[k] for k in PAIRED for p, src in (("f", f), ("b", b))}
     x["z"] = f["z"]
     return x
@@ -33,9 +33,10 @@ def call(backend, use_z=True, use_d=True, **kw):
     return fn
 
 
-def _check(shape, groups, device, *, dtype=torch.float32, tol=1e-4, use_z=True, use_d=True, ref="reference"):
+def _check(shape, groups, device, *, dtype=torch.float32, tol=1e-4, use_z=True, use_d=True, ref="reference",
+           bc3d=False):
     batch, dim, length, nstate = shape
-    x = bidir_inputs(batch, dim, length, nstate, groups)
+    x = bidir_inputs(batch, dim, length, nstate, groups, bc3d=bc3d)
     if not use_z:
         x["z"] = None
     if not use_d:
@@ -57,6 +58,7 @@ def _check(shape, groups, device, *, dtype=torch.float32, tol=1e-4, use_z=True, 
     for o, r in zip(out, ref_out):
         assert rel_err(o, r) <= tol, rel_err(o, r)
     for name, r in ref_g.items():
+        assert g[name].shape == r.shape, name
         assert rel_err(g[name], r) <= tol, (name, rel_err(g[name], r))
 
 
@@ -64,6 +66,11 @@ def _check(shape, groups, device, *, dtype=torch.float32, tol=1e-4, use_z=True, 
                                           ((1, 4, 19, 64), 1), ((2, 6, 23, 1), 3)])
 def test_bidirectional_matches_reference(shape, groups, triton_device):
     _check(shape, groups, triton_device)
+
+
+def test_bidirectional_3d_bc(triton_device):
+    # (batch, N, L) B and C for both directions: the group axis is added inside the op; grads come back 3-D
+    _check((2, 4, 37, 16), 1, triton_device, bc3d=True)
 
 
 @pytest.mark.parametrize("cfg", ["2,16,1", "4,32,1"])

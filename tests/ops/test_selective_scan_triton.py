@@ -19,9 +19,9 @@ LOW = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _check(shape, groups, reverse, last_state, device, dtype=torch.float32, tol=1e-4, ref_backend="reference",
-           use_z=True, seed=None):
+           use_z=True, seed=None, bc3d=False, c_f64=False):
     batch, dim, length, nstate = shape
-    x = make_inputs(batch, dim, length, nstate, groups, seed=seed)
+    x = make_inputs(batch, dim, length, nstate, groups, seed=seed, with_bc_groups_dim=not bc3d)
     if not use_z:
         x["z"] = None
         x["D"] = None
@@ -43,12 +43,14 @@ def _check(shape, groups, reverse, last_state, device, dtype=torch.float32, tol=
         {k: v.to(device) if v is not None else v for k, v in x.items()}, lambda t: t,
     )
     cast = lambda t: t.to(device=device, dtype=dtype if t.dim() >= 3 else torch.float32)
+    # c_f64: C reaches the op as float64, B as float32 (the grads' dtypes differ: one cast each)
+    tri = lambda **a: selective_scan(**{**a, "C": a["C"].double()} if c_f64 else a, backend="triton", **kw)
     with _alloc.poisoned_outputs():
-        out, g = run_with_grads(lambda **a: selective_scan(**a, backend="triton", **kw), x, cast)
+        out, g = run_with_grads(tri, x, cast)
     for o, r in zip(out, ref_out):
         assert rel_err(o, r) <= tol
     for name, r in ref_g.items():
-        assert g[name].dtype == cast(x[name]).dtype, name
+        assert g[name].dtype == cast(x[name]).dtype and g[name].shape == r.shape, name
         assert rel_err(g[name], r) <= tol, (name, rel_err(g[name], r))
 
 
@@ -99,6 +101,14 @@ def test_triton_grads_through_the_last_state_alone(segments, triton_device, monk
 
 def test_triton_without_gate_and_skip(triton_device):
     _check((2, 4, 29, 8), 1, False, False, triton_device, use_z=False)
+
+
+@pytest.mark.parametrize("dtype,c_f64", [(torch.float32, False), (torch.bfloat16, False), (torch.float32, True)])
+def test_triton_3d_bc(dtype, c_f64, triton_device):
+    # (batch, N, L) B and C: the op adds the group axis itself and returns 3-D grads; with C in another dtype
+    # than B their grads are cast one by one instead of in one shared copy.
+    _check((2, 4, 21, 16), 1, False, True, triton_device, dtype=dtype, tol=1e-4 if dtype == torch.float32 else 1e-2,
+           bc3d=True, c_f64=c_f64)
 
 
 @pytest.mark.parametrize("name", ["bf16", "fp16"])

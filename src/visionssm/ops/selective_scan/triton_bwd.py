@@ -27,7 +27,7 @@ import triton.language as tl
 from .._fastmath import LN2, LOG2E, sigmoid_fast, softplus_fast
 from .._tiles import columns
 from .._warp_reduce import warp_reduce_scatter32
-from .triton_fwd import _channel_lanes, _chunk_pos, _direction, _ld, _memory_tile, _st, _step_col, _step_pos
+from .triton_fwd import _a_tile, _channel_lanes, _chunk_pos, _direction, _ld, _memory_tile, _st, _step_col, _step_pos
 
 
 @triton.jit
@@ -46,7 +46,7 @@ def _load_tiles(u_row, cu, d_row, cd, z_row, cz, g_row, cg, p, ok, s_ul, s_dl, s
 
 @triton.jit(do_not_specialize=["zero_stride"])
 def selective_scan_bwd_kernel(
-    u_ptr, delta_ptr, At_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, dlast_ptr, starts_ptr,
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, dlast_ptr, starts_ptr,
     seg_w_ptr, seg_sum_ptr,
     du_ptr, ddelta_ptr, dAt_ptr, dBC_ptr, dD_ptr, dz_ptr, dbias_ptr,
     u2_ptr, delta2_ptr, B2_ptr, C2_ptr,
@@ -67,7 +67,7 @@ def selective_scan_bwd_kernel(
     # zeroed, summed into by every channel block of the group (atomics);
     # seg_w: (batch, n_seg, N, dim); seg_sum: (batch, n_seg, dim) and starts (batch, n_chunks, dim // BLOCK_D,
     # BLOCK_N, BLOCK_D)
-    # from the forward (a start every CHUNK steps); At (N, dim) = A^T log2(e); dAt (N, dim) float32 accumulator.
+    # from the forward (a start every CHUNK steps); A (dim, N) contiguous; dAt (N, dim) float32 accumulator.
     # WARP_REDUCE (CUDA, BLOCK_D = 32 on one warp, N = 16): dB and dC by warp_reduce_scatter32.
     FULL: tl.constexpr = MODE == 0
     pid_b = tl.program_id(0)
@@ -83,7 +83,7 @@ def selective_scan_bwd_kernel(
     sn = n[:, None] * BLOCK_D + lanes[None, :]  # in a program's block of the saved starts (see triton_fwd.py)
     rev, c_loc, g, u_src, d_src, B_src, C_src = _direction(pid_d, d, dim, dim_per_group, u_ptr, u2_ptr, delta_ptr,
                                                        delta2_ptr, B_ptr, B2_ptr, C_ptr, C2_ptr, BLOCK_D, BIDIR)
-    A2 = _ld(At_ptr + nd, nd_ok, EVEN_N)  # A log2(e); A itself is folded into LN2 below (fewer registers)
+    A2 = _a_tile(A_ptr, d, n, n_state, BLOCK_N, BLOCK_D)  # A log2(e); A is folded into LN2 below (fewer registers)
     Dv = tl.load(D_ptr + d) if HAS_D else 0.0
     bias = tl.load(bias_ptr + d) if HAS_BIAS else 0.0
     w = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)  # carry: decay_{t+1} * adj_{t+1}

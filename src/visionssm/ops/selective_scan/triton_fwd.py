@@ -17,7 +17,7 @@ saved (float32) for the backward pass.
 
 BIDIR (Vision Mamba's two directions in one launch): the channel axis is [forward dim | backward dim];
 programs of the second half read u2/delta2/B2/C2 and scan right to left (in place, no flipped copies).
-Parameters (At, D, delta_bias) and outputs are stacked over both halves; z is one gate for both.
+Parameters (A, D, delta_bias) and outputs are stacked over both halves; z is one gate for both.
 """
 
 from __future__ import annotations
@@ -60,6 +60,18 @@ def _channel_lanes(d, zero_stride, BLOCK_D: tl.constexpr):
     converts per-channel values through shared memory. Triton 3.9 broke the tie the other way.
     """
     return tl.max_contiguous(d + tl.arange(0, BLOCK_D) * zero_stride, BLOCK_D)
+
+
+@triton.jit
+def _a_tile(A_ptr, d, n, n_state, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    """The (N, BLOCK_D) tile A^T * log2(e) from A (dim, N), contiguous, read once per program: state by state as
+    (BLOCK_D,) vectors, so the loads take the one-channel-per-thread layout (a 2-D load with N contiguous makes
+    Triton lay the whole state tile out along N). Scaled here rather than by a torch op on every call."""
+    tile = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
+    for k in tl.static_range(BLOCK_N):
+        if k < n_state:
+            tile = tl.where(n[:, None] == k, tl.load(A_ptr + d * n_state + k)[None, :], tile)
+    return tile * LOG2E
 
 
 @triton.jit
@@ -141,7 +153,7 @@ def _memory_tile(step_cols, rev, BLOCK_D: tl.constexpr, T: tl.constexpr, LOG_T: 
 
 @triton.jit(do_not_specialize=["zero_stride"])
 def selective_scan_fwd_kernel(
-    u_ptr, delta_ptr, At_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, last_ptr, starts_ptr,
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, last_ptr, starts_ptr,
     seg_end_ptr, seg_sum_ptr, u2_ptr, delta2_ptr, B2_ptr, C2_ptr,
     L, dim, dim_per_group, n_state, seg_len, n_seg,
     s_ub, s_ud, s_ul,
@@ -155,7 +167,7 @@ def selective_scan_fwd_kernel(
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr, T: tl.constexpr, LOG_T: tl.constexpr,
     BIDIR: tl.constexpr, CARRY: tl.constexpr, FOLD: tl.constexpr, STAGES: tl.constexpr, ASM: tl.constexpr,
 ):
-    # At: (N, dim) float32 = A^T * log2(e).  starts: (batch, n_chunks, dim // BLOCK_D, BLOCK_N, BLOCK_D);
+    # A: (dim, N) float32, contiguous.  starts: (batch, n_chunks, dim // BLOCK_D, BLOCK_N, BLOCK_D);
     # seg_end: (batch, n_seg, N, dim); seg_sum: (batch, n_seg, dim); last: (batch, N, dim); all contiguous float32.
     pid_b = tl.program_id(0)
     pid_d = tl.program_id(1)
@@ -171,7 +183,7 @@ def selective_scan_fwd_kernel(
     sn = n[:, None] * BLOCK_D + _channel_lanes(tl.arange(0, BLOCK_D), zero_stride, BLOCK_D)[None, :]
     rev, c_loc, g, u_src, d_src, B_src, C_src = _direction(pid_d, d, dim, dim_per_group, u_ptr, u2_ptr, delta_ptr,
                                                        delta2_ptr, B_ptr, B2_ptr, C_ptr, C2_ptr, BLOCK_D, BIDIR)
-    A2 = _ld(At_ptr + nd, nd_ok, EVEN_N)
+    A2 = _a_tile(A_ptr, d, n, n_state, BLOCK_N, BLOCK_D)
     Dv = tl.load(D_ptr + d) if HAS_D else 0.0
     bias = tl.load(bias_ptr + d) if HAS_BIAS else 0.0
     h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)

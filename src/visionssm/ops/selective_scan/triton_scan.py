@@ -117,6 +117,13 @@ class _TritonScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus, reverse, u2=None, delta2=None, B2=None, C2=None):
         bidir = u2 is not None
+        # B, C may come (batch, N, L): the group axis is added here, where it records no autograd node (two
+        # fewer nodes for the engine to run in every backward); their grads go back in the shapes that came.
+        ctx.bc_shapes = (B.shape, C.shape, *((B2.shape, C2.shape) if bidir else ()))
+        if B.dim() == 3:
+            B, C = B.unsqueeze(1), C.unsqueeze(1)
+            if bidir:
+                B2, C2 = B2.unsqueeze(1), C2.unsqueeze(1)
         # B, C (and B2, C2) arrive (batch, G, N, L) in any dtype and layout; the kernels read float32 N-vectors.
         # Converted here rather than by the caller: outside, each conversion is a few autograd nodes whose
         # backward evaluation costs host time on every training step (the grads are cast back below).
@@ -140,12 +147,11 @@ class _TritonScan(torch.autograd.Function):
         starts = _alloc.empty(batch, cdiv(length, chunk), dim // bd, bn, bd, **f32) if save else last
         seg_end = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else last
         seg_sum = _alloc.empty(batch, n_seg, dim, **f32) if n_seg > 1 else last
-        # (N, dim) in one launch; transposed so the state tile is laid out one channel per thread.
-        At = torch.mul(A.t(), LOG2E, out=A.new_empty(A.shape[::-1]))
+        # A (dim, N) float32 goes to the kernels as is (they scale it by log2 e themselves)
         opt = lambda t: t if t is not None else out
         second = (u2, delta2, B2, C2) if bidir else (u, delta, B, C)
         args = (
-            u, delta, At, B, C, opt(D), opt(z), opt(delta_bias), out, last, starts, seg_end, seg_sum, *second,
+            u, delta, A, B, C, opt(D), opt(z), opt(delta_bias), out, last, starts, seg_end, seg_sum, *second,
             length, dim, dpg, nstate, seg_len, n_seg,
             *u.stride(), *delta.stride(), *strides(z), *out.stride(), *B.stride(), *C.stride(), 0,
         )
@@ -155,9 +161,9 @@ class _TritonScan(torch.autograd.Function):
         if n_seg > 1:
             selective_scan_fwd_kernel[grid](*args, MODE=1, **flags)
             if not flags["FOLD"]:
-                segment_carry(seg_sum, seg_end, None, reverse=False, coef=At)
+                segment_carry(seg_sum, seg_end, None, reverse=False, coef=_log2_decay_coef(A))
         selective_scan_fwd_kernel[grid](*args, MODE=0, **flags)
-        ctx.save_for_backward(u, delta, At, B, C, D, z, delta_bias, starts, seg_sum, *(second if bidir else ()))
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, starts, seg_sum, *(second if bidir else ()))
         ctx.cfg = (softplus, reverse, bd, bn, chunk, warps, seg_len, n_seg, bidir)
         ctx.set_materialize_grads(False)  # an unused last state costs no zero-filled grad (host time, a launch)
         return out, last.transpose(1, 2)
@@ -165,11 +171,11 @@ class _TritonScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout, dlast):
         softplus, reverse, bd, bn, chunk, warps, seg_len, n_seg, bidir = ctx.cfg
-        u, delta, At, B, C, D, z, delta_bias, starts, seg_sum, *second = ctx.saved_tensors
+        u, delta, A, B, C, D, z, delta_bias, starts, seg_sum, *second = ctx.saved_tensors
         second = second or (u, delta, B, C)
         batch, _, length = u.shape
-        dim = At.shape[1]
-        groups, nstate = B.shape[1], At.shape[0]
+        dim, nstate = A.shape
+        groups = B.shape[1]
         dpg = u.shape[1] // groups
         dev = u.device
         f32 = dict(dtype=torch.float32, device=dev)
@@ -183,17 +189,17 @@ class _TritonScan(torch.autograd.Function):
         # of either direction, token).
         n_grp = dim // dpg
         acc = torch.zeros((nstate + 2) * dim + batch * n_grp * length * 2 * nstate, **f32)
-        dAt = acc[: nstate * dim].view(nstate, dim)
-        dD = acc[nstate * dim: (nstate + 1) * dim] if D is not None else None
-        dbias = acc[(nstate + 1) * dim: (nstate + 2) * dim] if delta_bias is not None else None
-        dBC = acc[(nstate + 2) * dim:].view(batch, n_grp, length, 2 * nstate)
+        dAt, dD, dbias, dBC = acc.split_with_sizes((nstate * dim, dim, dim, batch * n_grp * length * 2 * nstate))
+        dAt = dAt.view(nstate, dim)
+        dD = dD if D is not None else None
+        dbias = dbias if delta_bias is not None else None
         seg_w = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else dAt
         if dlast is not None:  # segment_carry takes (batch, dim, N); the kernel's own load wants (batch, N, dim)
             dlast = dlast.float().contiguous() if n_seg > 1 else dlast.transpose(1, 2).float().contiguous()
         dout = dout.contiguous() if bidir else dout
         opt = lambda t: t if t is not None else du
         args = (
-            u, delta, At, B, C, opt(D), opt(z), opt(delta_bias), dout, opt(dlast), starts, seg_w, seg_sum,
+            u, delta, A, B, C, opt(D), opt(z), opt(delta_bias), dout, opt(dlast), starts, seg_w, seg_sum,
             du, ddelta, dAt, dBC, opt(dD), opt(dz), opt(dbias), *second,
             length, dim, dpg, nstate, seg_len, n_seg,
             *u.stride(), *delta.stride(), *strides(z), *dout.stride(), *B.stride(), *C.stride(), 0,
@@ -204,21 +210,38 @@ class _TritonScan(torch.autograd.Function):
         grid = (batch, n_blk, n_seg)
         if n_seg > 1:
             selective_scan_bwd_kernel[grid](*args, MODE=1, **flags)
-            segment_carry(seg_sum, seg_w, dlast, reverse=True, coef=At, init_transposed=True)
+            segment_carry(seg_sum, seg_w, dlast, reverse=True, coef=_log2_decay_coef(A), init_transposed=True)
         selective_scan_bwd_kernel[grid](*args, MODE=0, **flags)
         n_dir = 2 if bidir else 1
-        dBC = dBC.view(batch, n_dir, groups, length, 2 * nstate).transpose(-1, -2)
-        dB, dC = dBC[..., :nstate, :], dBC[..., nstate:, :]
-        dD = dD.to(D.dtype) if D is not None else None
-        dbias = dbias.to(delta_bias.dtype) if delta_bias is not None else None
-        bt = ctx.bc_dtypes
+        dD = dD.to(D.dtype) if D is not None and D.dtype != torch.float32 else dD
+        dbias = dbias.to(delta_bias.dtype) if delta_bias is not None and delta_bias.dtype != torch.float32 else dbias
+        grads = _bc_grads(dBC, ctx.bc_dtypes, ctx.bc_shapes, batch, n_dir, groups, length, nstate)
         if not bidir:
-            return du, ddelta, dAt.t(), dB[:, 0].to(bt[0]), dC[:, 0].to(bt[1]), dD, dz, dbias, None, None
+            return du, ddelta, dAt.t(), *grads, dD, dz, dbias, None, None
         half = dim // 2
         if dz is not None:
             dz = dz[:, :half] + dz[:, half:]
-        return (du[:, :half], ddelta[:, :half], dAt.t(), dB[:, 0].to(bt[0]), dC[:, 0].to(bt[1]), dD, dz, dbias,
-                None, None, du[:, half:], ddelta[:, half:], dB[:, 1].to(bt[2]), dC[:, 1].to(bt[3]))
+        return (du[:, :half], ddelta[:, :half], dAt.t(), grads[0], grads[1], dD, dz, dbias,
+                None, None, du[:, half:], ddelta[:, half:], grads[2], grads[3])
+
+
+def _bc_grads(dBC, dtypes, shapes, batch, n_dir, groups, length, nstate):
+    """dB, dC (and dB2, dC2) from the [dB | dC] float32 rows (batch, n_dir x groups, L, 2N), each contiguous in
+    the shape and dtype its input came in. One transposing copy for all when the dtypes agree (host time: one
+    op, not one per grad)."""
+    rows = dBC.view(batch, n_dir, groups, length, 2, nstate).permute(4, 1, 0, 2, 5, 3)  # (2, n_dir, batch, G, N, L)
+    if len(set(dtypes)) == 1:
+        both = rows.to(dtypes[0], memory_format=torch.contiguous_format)
+        per_dir = [g for pair in zip(*(t.unbind(0) for t in both.unbind(0))) for g in pair]  # B, C per direction
+    else:
+        per_dir = [rows[k, j].to(dtypes[2 * j + k], memory_format=torch.contiguous_format)
+                   for j in range(n_dir) for k in range(2)]
+    return [g.view(shape) for g, shape in zip(per_dir, shapes)]
+
+
+def _log2_decay_coef(A):
+    """(N, dim) A^T log2(e), contiguous: segment_carry's per-element decay coefficients (segmented launches only)."""
+    return (A.t() * LOG2E).contiguous()
 
 
 def _n_contiguous(t):
@@ -242,8 +265,11 @@ def selective_scan_triton(
 ):
     """Same contract as :func:`visionssm.ops.selective_scan`; float32 state math, outputs in u's dtype."""
     smalln = use_smalln(A.shape[1])  # time-parallel kernel for N <= 4 (triton_smalln.py)
-    B, C = grouped_bc(B, C, u.shape[1])
-    tiled = not smalln and use_tiled(u.shape[1] // B.shape[1])  # opt-in: time-parallel, state by state
+    if B.dim() != 3 or C.dim() != 3:  # (3-D: _TritonScan adds the group axis itself)
+        B, C = grouped_bc(B, C, u.shape[1])
+    tiled = not smalln and use_tiled(u.shape[1] // (1 if B.dim() == 3 else B.shape[1]))  # opt-in: time-parallel
+    if (smalln or tiled) and B.dim() == 3:
+        B, C = grouped_bc(B, C, u.shape[1])
     if delta.dtype != u.dtype:
         delta = delta.to(u.dtype)
     if z is not None and z.dtype != u.dtype:
@@ -267,7 +293,10 @@ def bidirectional_selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta
         out, last = torch.stack([o[0] for o in outs], 1), torch.stack([o[1] for o in outs], 1)
         return (out, last) if return_last_state else out
     dim = u[0].shape[1]
-    (Bf, Cf), (Bb, Cb) = (grouped_bc(B[k], C[k], dim) for k in range(2))  # converted in _TritonScan.forward
+    if all(t.dim() == 3 for t in (*B, *C)):  # converted, and the group axis added, in _TritonScan.forward
+        (Bf, Bb), (Cf, Cb) = B, C
+    else:
+        (Bf, Cf), (Bb, Cb) = (grouped_bc(B[k], C[k], dim) for k in range(2))
     dtype = u[0].dtype
     uf, ub = (t.to(dtype) for t in u)
     df, db = (t.to(dtype) for t in delta)
