@@ -27,7 +27,7 @@ import triton.language as tl
 from .._fastmath import LN2, LOG2E, sigmoid_fast, softplus_fast
 from .._tiles import columns
 from .._warp_reduce import warp_reduce_scatter32
-from .triton_fwd import _a_tile, _channel_lanes, _chunk_pos, _direction, _ld, _memory_tile, _st, _step_col, _step_pos
+from .triton_fwd import _channel_lanes, _chunk_pos, _direction, _ld, _memory_tile, _st, _step_col, _step_pos
 
 
 @triton.jit
@@ -46,7 +46,7 @@ def _load_tiles(u_row, cu, d_row, cd, z_row, cz, g_row, cg, p, ok, s_ul, s_dl, s
 
 @triton.jit(do_not_specialize=["zero_stride"])
 def selective_scan_bwd_kernel(
-    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, dlast_ptr, starts_ptr,
+    u_ptr, delta_ptr, At_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, dlast_ptr, starts_ptr,
     seg_w_ptr, seg_sum_ptr,
     du_ptr, ddelta_ptr, dAt_ptr, dBC_ptr, dD_ptr, dz_ptr, dbias_ptr,
     u2_ptr, delta2_ptr, B2_ptr, C2_ptr,
@@ -60,14 +60,14 @@ def selective_scan_bwd_kernel(
     MODE: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr, HAS_DLAST: tl.constexpr, CHUNK: tl.constexpr,
     LOG_C: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr, BIDIR: tl.constexpr,
-    CARRY: tl.constexpr, WARP_REDUCE: tl.constexpr, ASM: tl.constexpr,
+    CARRY: tl.constexpr, WARP_REDUCE: tl.constexpr, ASM: tl.constexpr, M1_AHEAD: tl.constexpr = False,
 ):
     # Tiles are (N, BLOCK_D): one channel per thread, its N states in registers (see triton_fwd.py).
     # du, ddelta, dz: contiguous (batch, dim, L); dBC: (batch, dim // dim_per_group, L, 2 N) float32, [dB | dC],
     # zeroed, summed into by every channel block of the group (atomics);
     # seg_w: (batch, n_seg, N, dim); seg_sum: (batch, n_seg, dim) and starts (batch, n_chunks, dim // BLOCK_D,
     # BLOCK_N, BLOCK_D)
-    # from the forward (a start every CHUNK steps); A (dim, N) contiguous; dAt (N, dim) float32 accumulator.
+    # from the forward (a start every CHUNK steps); At (N, dim) = A^T log2(e); dAt (N, dim) float32 accumulator.
     # WARP_REDUCE (CUDA, BLOCK_D = 32 on one warp, N = 16): dB and dC by warp_reduce_scatter32.
     FULL: tl.constexpr = MODE == 0
     pid_b = tl.program_id(0)
@@ -83,7 +83,9 @@ def selective_scan_bwd_kernel(
     sn = n[:, None] * BLOCK_D + lanes[None, :]  # in a program's block of the saved starts (see triton_fwd.py)
     rev, c_loc, g, u_src, d_src, B_src, C_src = _direction(pid_d, d, dim, dim_per_group, u_ptr, u2_ptr, delta_ptr,
                                                        delta2_ptr, B_ptr, B2_ptr, C_ptr, C2_ptr, BLOCK_D, BIDIR)
-    A2 = _a_tile(A_ptr, d, n, n_state, BLOCK_N, BLOCK_D)  # A log2(e); A is folded into LN2 below (fewer registers)
+    # A log2(e), A itself folded into LN2 below (fewer registers). From the host's (N, dim) At: _a_tile (the
+    # forward's in-kernel read of A) moved ptxas' spills into this loop, 22% slower (H100, (128, 384, 197, 16)).
+    A2 = _ld(At_ptr + nd, nd_ok, EVEN_N)
     Dv = tl.load(D_ptr + d) if HAS_D else 0.0
     bias = tl.load(bias_ptr + d) if HAS_BIAS else 0.0
     w = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)  # carry: decay_{t+1} * adj_{t+1}
@@ -110,6 +112,10 @@ def selective_scan_bwd_kernel(
     c_last = tl.cdiv(i1, CHUNK) - 1
     p, ok = _chunk_pos(c_last * CHUNK, i1, L, rev, CHUNK, REVERSE, BIDIR)
     nxt = _load_tiles(u_row, cu, d_row, cd, z_row, cz, g_row, cg, p, ok, s_ul, s_dl, s_zl, s_gl, HAS_Z, FULL)
+    # AHEAD (MODE=1 with M1_AHEAD): each step's C row is loaded one step ahead (that pass has registers to spare)
+    AHEAD: tl.constexpr = M1_AHEAD and MODE == 1
+    C_nxt = _c_row(C_base, c_last * CHUNK + CHUNK - 1, i0, i1, L, rev, s_Cl, n_ok, EVEN_N, REVERSE,
+                   BIDIR) if AHEAD else n_ok
     for cc in range(0, c_last - c_first + 1):
         c = c_last - cc
         k0 = c * CHUNK
@@ -155,7 +161,11 @@ def selective_scan_bwd_kernel(
             valid = k0 + CHUNK - 1 - kk < i1
             t = tl.where(valid, _step_pos(k0 + CHUNK - 1 - kk, L, rev, REVERSE, BIDIR), 0)
             dt, dy = dts[CHUNK - 1 - kk], dys[CHUNK - 1 - kk]
-            Ct = _ld(C_base + t * s_Cl, n_ok, EVEN_N).to(tl.float32)
+            if AHEAD:  # the walk's next step: k0 + CHUNK - 2 - kk (the previous chunk's last after this one's first)
+                Ct = C_nxt
+                C_nxt = _c_row(C_base, k0 + CHUNK - 2 - kk, i0, i1, L, rev, s_Cl, n_ok, EVEN_N, REVERSE, BIDIR)
+            else:
+                Ct = _ld(C_base + t * s_Cl, n_ok, EVEN_N).to(tl.float32)
             adj = Ct[:, None] * dy[None, :] + w
             w = tl.exp2(dt[None, :] * A2) * adj
             if MODE == 0:
@@ -198,6 +208,13 @@ def selective_scan_bwd_kernel(
             tl.atomic_add(dD_ptr + d, dD_acc)
         if HAS_BIAS:
             tl.atomic_add(dbias_ptr + d, dbias_acc)
+
+
+@triton.jit
+def _c_row(C_base, j, i0, i1, L, rev, s_Cl, n_ok, EVEN_N: tl.constexpr, REVERSE: tl.constexpr, BIDIR: tl.constexpr):
+    """C's row (float32) of scan step j; outside the segment [i0, i1) a harmless in-bounds row (position 0)."""
+    t = tl.where((j >= i0) & (j < i1), _step_pos(j, L, rev, REVERSE, BIDIR), 0)
+    return _ld(C_base + t * s_Cl, n_ok, EVEN_N).to(tl.float32)
 
 
 @triton.jit

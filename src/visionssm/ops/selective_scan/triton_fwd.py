@@ -166,6 +166,7 @@ def selective_scan_fwd_kernel(
     SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr, SAVE_STARTS: tl.constexpr, CHUNK: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr, T: tl.constexpr, LOG_T: tl.constexpr,
     BIDIR: tl.constexpr, CARRY: tl.constexpr, FOLD: tl.constexpr, STAGES: tl.constexpr, ASM: tl.constexpr,
+    M1_AHEAD: tl.constexpr = False,
 ):
     # A: (dim, N) float32, contiguous.  starts: (batch, n_chunks, dim // BLOCK_D, BLOCK_N, BLOCK_D);
     # seg_end: (batch, n_seg, N, dim); seg_sum: (batch, n_seg, dim); last: (batch, N, dim); all contiguous float32.
@@ -208,7 +209,11 @@ def selective_scan_fwd_kernel(
     p, ok = _chunk_pos(i0, i1, L, rev, T, REVERSE, BIDIR)
     nxt = _chunk_tiles(u_base, d_base, z_base, p, ok, s_ul, s_dl, s_zl, HAS_Z)
     # STAGES > 1: Triton copies the next chunk's B/C rows to shared memory (cp.async) while this one runs.
-    for i in tl.range(i0, i1, T, num_stages=STAGES):  # i0 is a multiple of T and of CHUNK
+    # AHEAD (MODE=1 with M1_AHEAD): B rows are loaded one step ahead into registers instead (no shared memory,
+    # none of cp.async's per-copy branches; that pass has registers to spare).
+    AHEAD: tl.constexpr = M1_AHEAD and MODE == 1
+    B_nxt = _ld(B_base + _step_pos(i0, L, rev, REVERSE, BIDIR) * s_Bl, n_ok, EVEN_N) if AHEAD else n_ok
+    for i in tl.range(i0, i1, T, num_stages=1 if AHEAD else STAGES):  # i0 is a multiple of T and of CHUNK
         ut, dtt, zt = nxt
         p_out, ok_out = p, ok
         p, ok = _chunk_pos(i + T, i1, L, rev, T, REVERSE, BIDIR)
@@ -233,7 +238,12 @@ def selective_scan_fwd_kernel(
             if SOFTPLUS:
                 dt = softplus_fast(dt, ASM)
             dt = tl.where(valid, dt, 0.0)  # delta = 0 leaves the state unchanged
-            Bt = _ld(B_base + t * s_Bl, n_ok, EVEN_N)
+            if AHEAD:
+                Bt = B_nxt
+                B_nxt = _ld(B_base + tl.where(ik + 1 < i1, _step_pos(ik + 1, L, rev, REVERSE, BIDIR), 0) * s_Bl,
+                            n_ok, EVEN_N)
+            else:
+                Bt = _ld(B_base + t * s_Bl, n_ok, EVEN_N)
             h = tl.exp2(dt[None, :] * A2) * h + Bt[:, None] * (dt * u)[None, :]
             if MODE == 0:
                 Ct = _ld(C_base + t * s_Cl, n_ok, EVEN_N)

@@ -88,25 +88,27 @@ def use_asm(u: torch.Tensor) -> bool:
     return u.is_cuda and env_get("TRITON_INTERPRET", "0") != "1"
 
 
-@cached_on_env("VISIONSSM_SCAN_T", "VISIONSSM_SCAN_STAGES", "VISIONSSM_SCAN_MAXNREG")
+@cached_on_env("VISIONSSM_SCAN_T", "VISIONSSM_SCAN_STAGES", "VISIONSSM_SCAN_MAXNREG", "VISIONSSM_SCAN_M1_AHEAD")
 def _fwd_flags(has_d, has_z, has_bias, softplus, reverse, save, chunk, bd, bn, even_n, bidir, n_seg, fold, asm, warps):
     """The forward kernel's constexprs and launch options (cached: a dict of ~25 entries per call adds up)."""
     return dict(
         HAS_D=has_d, HAS_Z=has_z, HAS_BIAS=has_bias, SOFTPLUS=softplus, REVERSE=reverse, SAVE_STARTS=save,
         CHUNK=chunk, BLOCK_D=bd, BLOCK_N=bn, EVEN_N=even_n, T=tile_tokens(), LOG_T=tile_tokens().bit_length() - 1,
-        STAGES=pipeline_stages(), BIDIR=bidir, CARRY=n_seg > 1, FOLD=fold, ASM=asm,
+        STAGES=pipeline_stages(), M1_AHEAD=env_get("VISIONSSM_SCAN_M1_AHEAD", "1") == "1", BIDIR=bidir,
+        CARRY=n_seg > 1, FOLD=fold, ASM=asm,
         num_warps=warps, **register_cap(),
     )
 
 
-@cached_on_env("VISIONSSM_SCAN_MAXNREG")
+@cached_on_env("VISIONSSM_SCAN_MAXNREG", "VISIONSSM_SCAN_M1_AHEAD")
 def _bwd_flags(has_d, has_z, has_bias, softplus, reverse, has_dlast, chunk, bd, bn, even_n, bidir, n_seg, warp_reduce,
                asm, warps):
     """The backward kernel's constexprs and launch options (cached, as _fwd_flags)."""
     return dict(
         HAS_D=has_d, HAS_Z=has_z, HAS_BIAS=has_bias, SOFTPLUS=softplus, REVERSE=reverse, HAS_DLAST=has_dlast,
         CHUNK=chunk, LOG_C=chunk.bit_length() - 1, BLOCK_D=bd, BLOCK_N=bn, EVEN_N=even_n, BIDIR=bidir,
-        CARRY=n_seg > 1, WARP_REDUCE=warp_reduce, ASM=asm, num_warps=warps, **register_cap(),
+        CARRY=n_seg > 1, WARP_REDUCE=warp_reduce, ASM=asm, M1_AHEAD=env_get("VISIONSSM_SCAN_M1_AHEAD", "1") == "1",
+        num_warps=warps, **register_cap(),
     )
 
 
@@ -176,6 +178,7 @@ class _TritonScan(torch.autograd.Function):
         batch, _, length = u.shape
         dim, nstate = A.shape
         groups = B.shape[1]
+        At = _log2_decay_coef(A)  # the backward kernel reads A^T log2(e) as (N, dim) planes (see triton_bwd.py)
         dpg = u.shape[1] // groups
         dev = u.device
         f32 = dict(dtype=torch.float32, device=dev)
@@ -199,7 +202,7 @@ class _TritonScan(torch.autograd.Function):
         dout = dout.contiguous() if bidir else dout
         opt = lambda t: t if t is not None else du
         args = (
-            u, delta, A, B, C, opt(D), opt(z), opt(delta_bias), dout, opt(dlast), starts, seg_w, seg_sum,
+            u, delta, At, B, C, opt(D), opt(z), opt(delta_bias), dout, opt(dlast), starts, seg_w, seg_sum,
             du, ddelta, dAt, dBC, opt(dD), opt(dz), opt(dbias), *second,
             length, dim, dpg, nstate, seg_len, n_seg,
             *u.stride(), *delta.stride(), *strides(z), *dout.stride(), *B.stride(), *C.stride(), 0,
@@ -210,7 +213,7 @@ class _TritonScan(torch.autograd.Function):
         grid = (batch, n_blk, n_seg)
         if n_seg > 1:
             selective_scan_bwd_kernel[grid](*args, MODE=1, **flags)
-            segment_carry(seg_sum, seg_w, dlast, reverse=True, coef=_log2_decay_coef(A), init_transposed=True)
+            segment_carry(seg_sum, seg_w, dlast, reverse=True, coef=At, init_transposed=True)
         selective_scan_bwd_kernel[grid](*args, MODE=0, **flags)
         n_dir = 2 if bidir else 1
         dD = dD.to(D.dtype) if D is not None and D.dtype != torch.float32 else dD
@@ -240,7 +243,7 @@ def _bc_grads(dBC, dtypes, shapes, batch, n_dir, groups, length, nstate):
 
 
 def _log2_decay_coef(A):
-    """(N, dim) A^T log2(e), contiguous: segment_carry's per-element decay coefficients (segmented launches only)."""
+    """(N, dim) A^T log2(e), contiguous: the backward kernel's and segment_carry's decay coefficients."""
     return (A.t() * LOG2E).contiguous()
 
 
