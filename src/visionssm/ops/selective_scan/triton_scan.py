@@ -232,14 +232,15 @@ def _bc_grads(dBC, dtypes, shapes, batch, n_dir, groups, length, nstate):
     """dB, dC (and dB2, dC2) from the [dB | dC] float32 rows (batch, n_dir x groups, L, 2N), each contiguous in
     the shape and dtype its input came in. One transposing copy for all when the dtypes agree (host time: one
     op, not one per grad)."""
-    rows = dBC.view(batch, n_dir, groups, length, 2, nstate).permute(4, 1, 0, 2, 5, 3)  # (2, n_dir, batch, G, N, L)
+    # (n_dir, 2, batch, G, N, L): rows in the order of the inputs, dB, dC (, dB2, dC2). A .to to the same dtype
+    # returns its input whatever the memory format asked: .contiguous() then makes the copy.
+    rows = dBC.view(batch, n_dir, groups, length, 2, nstate).permute(1, 4, 0, 2, 5, 3)
+    cast = lambda t, dtype: t.to(dtype, memory_format=torch.contiguous_format).contiguous()
     if len(set(dtypes)) == 1:
-        both = rows.to(dtypes[0], memory_format=torch.contiguous_format)
-        per_dir = [g for pair in zip(*(t.unbind(0) for t in both.unbind(0))) for g in pair]  # B, C per direction
+        grads = cast(rows, dtypes[0]).view(2 * n_dir, -1).unbind(0)
     else:
-        per_dir = [rows[k, j].to(dtypes[2 * j + k], memory_format=torch.contiguous_format)
-                   for j in range(n_dir) for k in range(2)]
-    return [g.view(shape) for g, shape in zip(per_dir, shapes)]
+        grads = [cast(rows[j, k], dtypes[2 * j + k]) for j in range(n_dir) for k in range(2)]
+    return [g.view(shape) for g, shape in zip(grads, shapes)]
 
 
 def _log2_decay_coef(A):
