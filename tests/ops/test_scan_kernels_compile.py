@@ -49,15 +49,16 @@ SCRIPT = textwrap.dedent(
         for bidir, carry in ((False, False), (True, True)):
             build(selective_scan_fwd_kernel, dict(s6, MODE=mode, SAVE_STARTS=True, T=8, LOG_T=3, STAGES=2,
                                                   BIDIR=bidir, CARRY=carry, FOLD=carry and mode == 0, ASM=True,
-                                                  M1_AHEAD=True), 1)
+                                                  M1_AHEAD=True, WRITE_AT=mode == 1), 1)
             for warp_reduce in (False, True):  # the PTX reduce-scatter of dB/dC and lg2.approx, or tl.sum/log2
                 build(selective_scan_bwd_kernel, dict(s6, MODE=mode, HAS_DLAST=True, BIDIR=bidir, CARRY=carry,
                                                       WARP_REDUCE=warp_reduce, LOG_C=2, ASM=warp_reduce,
                                                       M1_AHEAD=warp_reduce), 1)
     build(selective_scan_fwd_kernel, dict(s6, MODE=1, SAVE_STARTS=False, T=8, LOG_T=3, STAGES=2, BIDIR=False,
-                                          CARRY=True, FOLD=False, ASM=True, M1_AHEAD=False), 1)
+                                          CARRY=True, FOLD=False, ASM=True, M1_AHEAD=False, WRITE_AT=True), 1)
     build(selective_scan_fwd_kernel, dict(s6, MODE=0, SAVE_STARTS=False, T=8, LOG_T=3, STAGES=1, BIDIR=False,
-                                          CARRY=True, FOLD=False, ASM=False, M1_AHEAD=False), 1, maxnreg=128)
+                                          CARRY=True, FOLD=False, ASM=False, M1_AHEAD=False, WRITE_AT=False), 1,
+          maxnreg=128)
     small = dict(common, HAS_Z=True, REVERSE=True, BLOCK_D=4, BLOCK_T=128, BLOCK_N=1)
     build(smalln_fwd_kernel, dict(small, MODE=0, SAVE_STARTS=True), 4)
     build(smalln_bwd_kernel, dict(small, MODE=0, HAS_DLAST=True), 4)

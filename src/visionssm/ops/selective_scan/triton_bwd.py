@@ -83,8 +83,9 @@ def selective_scan_bwd_kernel(
     sn = n[:, None] * BLOCK_D + lanes[None, :]  # in a program's block of the saved starts (see triton_fwd.py)
     rev, c_loc, g, u_src, d_src, B_src, C_src = _direction(pid_d, d, dim, dim_per_group, u_ptr, u2_ptr, delta_ptr,
                                                        delta2_ptr, B_ptr, B2_ptr, C_ptr, C2_ptr, BLOCK_D, BIDIR)
-    # A log2(e), A itself folded into LN2 below (fewer registers). From the host's (N, dim) At: _a_tile (the
-    # forward's in-kernel read of A) moved ptxas' spills into this loop, 22% slower (H100, (128, 384, 197, 16)).
+    # A log2(e), A itself folded into LN2 below (fewer registers), from the (N, dim) At that the host's prep
+    # launch writes. Reading A (dim, N) here cost more: the forward's state-by-state _a_tile moved ptxas' spills
+    # into this loop (22% slower, H100), and a strided 2-D load re-laid the loop's tiles (SASS: 2x the code).
     A2 = _ld(At_ptr + nd, nd_ok, EVEN_N)
     Dv = tl.load(D_ptr + d) if HAS_D else 0.0
     bias = tl.load(bias_ptr + d) if HAS_BIAS else 0.0
@@ -201,8 +202,9 @@ def selective_scan_bwd_kernel(
     if MODE == 1:
         _st(seg_w_ptr + (pid_b * n_seg + pid_s) * n_state * dim + nd, w, nd_ok, EVEN_N)
     else:
-        # (N, dim) like the state tiles. A (dim, N) layout for the grad (no AccumulateGrad copy) re-laid this store
-        # and changed the loop's code: 168 registers instead of 207, but the kernel ran 4-5% slower (H100).
+        # (N, dim) like the state tiles: coalesced atomics. A (dim, N) layout for the grad (no AccumulateGrad copy)
+        # cost more: with N contiguous, Triton re-laid this store and changed the loop's code (4-5% slower, H100);
+        # with that hidden (runtime strides), 32 lines per atomic instruction made the backward 25% slower.
         tl.atomic_add(dAt_ptr + nd, dA_acc, mask=nd_ok)
         if HAS_D:
             tl.atomic_add(dD_ptr + d, dD_acc)

@@ -153,7 +153,7 @@ def _memory_tile(step_cols, rev, BLOCK_D: tl.constexpr, T: tl.constexpr, LOG_T: 
 
 @triton.jit(do_not_specialize=["zero_stride"])
 def selective_scan_fwd_kernel(
-    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, last_ptr, starts_ptr,
+    u_ptr, delta_ptr, A_ptr, At_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, last_ptr, starts_ptr,
     seg_end_ptr, seg_sum_ptr, u2_ptr, delta2_ptr, B2_ptr, C2_ptr,
     L, dim, dim_per_group, n_state, seg_len, n_seg,
     s_ub, s_ud, s_ul,
@@ -166,9 +166,11 @@ def selective_scan_fwd_kernel(
     SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr, SAVE_STARTS: tl.constexpr, CHUNK: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr, T: tl.constexpr, LOG_T: tl.constexpr,
     BIDIR: tl.constexpr, CARRY: tl.constexpr, FOLD: tl.constexpr, STAGES: tl.constexpr, ASM: tl.constexpr,
-    M1_AHEAD: tl.constexpr = False,
+    M1_AHEAD: tl.constexpr = False, WRITE_AT: tl.constexpr = False,
 ):
-    # A: (dim, N) float32, contiguous.  starts: (batch, n_chunks, dim // BLOCK_D, BLOCK_N, BLOCK_D);
+    # A: (dim, N) float32, contiguous. WRITE_AT (MODE=1): the programs of batch 0, segment 0 also write At =
+    # A^T log2(e) (N, dim) float32, segment_carry's decay coefficients (no torch op for them on the host).
+    # starts: (batch, n_chunks, dim // BLOCK_D, BLOCK_N, BLOCK_D);
     # seg_end: (batch, n_seg, N, dim); seg_sum: (batch, n_seg, dim); last: (batch, N, dim); all contiguous float32.
     pid_b = tl.program_id(0)
     pid_d = tl.program_id(1)
@@ -259,6 +261,9 @@ def selective_scan_fwd_kernel(
         if MODE == 0:  # the chunk's outputs as one tile, in memory order
             y_tile = _memory_tile(ys, rev, BLOCK_D, T, LOG_T, REVERSE, BIDIR)
             tl.store(o_base[:, None] + p_out[None, :] * s_ol, y_tile, mask=ok_out[None, :])
+    if WRITE_AT:  # (in MODE=0 at 255 registers, this store changed the loop's code: 4% more instructions)
+        if (pid_b == 0) & (pid_s == 0):
+            _st(At_ptr + nd, A2, nd_ok, EVEN_N)
     if MODE == 1:
         _st(seg_end_ptr + (pid_b * n_seg + pid_s) * n_state * dim + nd, h, nd_ok, EVEN_N)
         tl.store(seg_sum_ptr + (pid_b * n_seg + pid_s) * dim + d, dsum)

@@ -12,10 +12,9 @@ from .._segment_carry import segment_carry
 from .reference import grouped_bc
 from .triton_bwd import selective_scan_bwd_kernel
 from .triton_fwd import selective_scan_fwd_kernel
+from .triton_prep import backward_prep
 from .triton_smalln import SmallNScan, use_smalln
 from .triton_tiled import TiledScan, use_tiled
-
-LOG2E = 1.4426950408889634
 
 # Below this many (batch x channel-block) programs, rows are cut into time segments (for 4x as many programs).
 # 512: at (32, 768, 197, 16), 768 programs, segments cost more than the idle SM slots they fill (H100, Triton
@@ -149,21 +148,25 @@ class _TritonScan(torch.autograd.Function):
         starts = _alloc.empty(batch, cdiv(length, chunk), dim // bd, bn, bd, **f32) if save else last
         seg_end = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else last
         seg_sum = _alloc.empty(batch, n_seg, dim, **f32) if n_seg > 1 else last
-        # A (dim, N) float32 goes to the kernels as is (they scale it by log2 e themselves)
+        # A (dim, N) float32 goes to the kernel as is (it scales it by log2 e itself). Before segment_carry, the
+        # segment pass also writes its coefficients At = A^T log2(e) (N, dim): no torch op for them on the host.
+        fold = 1 < n_seg <= FOLD_MAX_SEGMENTS
+        need_at = n_seg > 1 and not fold
+        At = _alloc.empty(nstate, dim, **f32) if need_at else last
         opt = lambda t: t if t is not None else out
         second = (u2, delta2, B2, C2) if bidir else (u, delta, B, C)
         args = (
-            u, delta, A, B, C, opt(D), opt(z), opt(delta_bias), out, last, starts, seg_end, seg_sum, *second,
+            u, delta, A, At, B, C, opt(D), opt(z), opt(delta_bias), out, last, starts, seg_end, seg_sum, *second,
             length, dim, dpg, nstate, seg_len, n_seg,
             *u.stride(), *delta.stride(), *strides(z), *out.stride(), *B.stride(), *C.stride(), 0,
         )
         flags = _fwd_flags(D is not None, z is not None, delta_bias is not None, softplus, reverse, save, chunk, bd, bn,
-                           bn == nstate, bidir, n_seg, 1 < n_seg <= FOLD_MAX_SEGMENTS, use_asm(u), warps)
+                           bn == nstate, bidir, n_seg, fold, use_asm(u), warps)
         grid = (batch, dim // bd, n_seg)
         if n_seg > 1:
-            selective_scan_fwd_kernel[grid](*args, MODE=1, **flags)
-            if not flags["FOLD"]:
-                segment_carry(seg_sum, seg_end, None, reverse=False, coef=_log2_decay_coef(A))
+            selective_scan_fwd_kernel[grid](*args, MODE=1, WRITE_AT=need_at, **flags)
+            if not fold:
+                segment_carry(seg_sum, seg_end, None, reverse=False, coef=At)
         selective_scan_fwd_kernel[grid](*args, MODE=0, **flags)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, starts, seg_sum, *(second if bidir else ()))
         ctx.cfg = (softplus, reverse, bd, bn, chunk, warps, seg_len, n_seg, bidir)
@@ -178,7 +181,6 @@ class _TritonScan(torch.autograd.Function):
         batch, _, length = u.shape
         dim, nstate = A.shape
         groups = B.shape[1]
-        At = _log2_decay_coef(A)  # the backward kernel reads A^T log2(e) as (N, dim) planes (see triton_bwd.py)
         dpg = u.shape[1] // groups
         dev = u.device
         f32 = dict(dtype=torch.float32, device=dev)
@@ -188,10 +190,10 @@ class _TritonScan(torch.autograd.Function):
         du = _alloc.empty(batch, dim, length, dtype=u.dtype, device=dev)
         ddelta = _alloc.empty(batch, dim, length, dtype=delta.dtype, device=dev)
         dz = _alloc.empty(batch, dim, length, dtype=z.dtype, device=dev) if z is not None else None
-        # The atomic accumulators, zeroed in one fill: dA^T, dD, ddelta_bias, and [dB | dC] per (batch, group
-        # of either direction, token).
+        # The atomic accumulators, zeroed by one prep launch that also writes At = A^T log2(e) (the kernel's (N, dim)
+        # decay planes): dA^T, dD, ddelta_bias, and [dB | dC] per (batch, group of either direction, token).
         n_grp = dim // dpg
-        acc = torch.zeros((nstate + 2) * dim + batch * n_grp * length * 2 * nstate, **f32)
+        acc, At = backward_prep(A, (nstate + 2) * dim + batch * n_grp * length * 2 * nstate)
         dAt, dD, dbias, dBC = acc.split_with_sizes((nstate * dim, dim, dim, batch * n_grp * length * 2 * nstate))
         dAt = dAt.view(nstate, dim)
         dD = dD if D is not None else None
@@ -235,7 +237,7 @@ def _bc_grads(dBC, dtypes, shapes, batch, n_dir, groups, length, nstate):
     # (n_dir, 2, batch, G, N, L): rows in the order of the inputs, dB, dC (, dB2, dC2). A .to to the same dtype
     # returns its input whatever the memory format asked: .contiguous() then makes the copy.
     rows = dBC.view(batch, n_dir, groups, length, 2, nstate).permute(1, 4, 0, 2, 5, 3)
-    cast = lambda t, dtype: t.to(dtype, memory_format=torch.contiguous_format).contiguous()
+    cast = lambda t, dtype: t.to(dtype, memory_format=torch.contiguous_format) if dtype != t.dtype else t.contiguous()
     if len(set(dtypes)) == 1:
         grads = cast(rows, dtypes[0]).view(2 * n_dir, -1).unbind(0)
     else:
@@ -243,14 +245,10 @@ def _bc_grads(dBC, dtypes, shapes, batch, n_dir, groups, length, nstate):
     return [g.view(shape) for g, shape in zip(grads, shapes)]
 
 
-def _log2_decay_coef(A):
-    """(N, dim) A^T log2(e), contiguous: the backward kernel's and segment_carry's decay coefficients."""
-    return (A.t() * LOG2E).contiguous()
-
-
 def _n_contiguous(t):
     """(batch, G, N, L) float32 view stored (batch, G, L, N): one broadcast vector load per token and no
-    per-element conversions in the loop. B and C are ~N/dim of the traffic, so the copy is cheap."""
+    per-element conversions in the loop. B and C are ~N/dim of the traffic, so the copy is cheap. (One
+    torch.stack(out=) of both took more host time on the H100 machine than these two casts.)"""
     if t.dtype == torch.float32 and t.stride(-2) == 1:
         return t
     return t.transpose(-1, -2).to(torch.float32, memory_format=torch.contiguous_format).transpose(-1, -2)

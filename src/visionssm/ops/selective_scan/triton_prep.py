@@ -1,0 +1,39 @@
+"""One launch that readies the selective-scan backward: zeroes its atomic accumulators and writes At.
+
+The backward kernel adds into zeroed float32 accumulators (dA, dD, d(delta_bias), [dB | dC]) and reads the
+decay coefficients At = A^T log2(e) as (N, dim) planes. As torch ops that was a fill plus a transpose, a
+multiply and a copy: four ops and three launches of host time in every training step, where a slow host pays
+tens of microseconds per op. Here both come from one small kernel into one buffer.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .. import _alloc
+from .._host import cdiv
+
+LOG2E = tl.constexpr(1.4426950408889634)
+_BLOCK = 2048
+
+
+@triton.jit
+def backward_prep_kernel(buf_ptr, A_ptr, n_zero, dim, n_state, BLOCK: tl.constexpr):
+    # buf: float32 [n_zero zeros | At (n_state, dim)]; A: (dim, n_state) float32, contiguous.
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tl.store(buf_ptr + i, tl.zeros((BLOCK,), dtype=tl.float32), mask=i < n_zero)
+    at = i < n_state * dim  # element i of At is (i // dim, i % dim), A's (i % dim, i // dim)
+    a = tl.load(A_ptr + (i % dim) * n_state + i // dim, mask=at, other=0.0)
+    tl.store(buf_ptr + n_zero + i, a * LOG2E, mask=at)
+
+
+def backward_prep(A: torch.Tensor, n_zero: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(zeros (n_zero,), At (N, dim)) float32, views of one buffer filled by one launch. A: (dim, N) float32,
+    contiguous."""
+    dim, n_state = A.shape
+    buf = _alloc.empty(n_zero + n_state * dim, dtype=torch.float32, device=A.device)
+    backward_prep_kernel[(cdiv(max(n_zero, n_state * dim), _BLOCK),)](buf, A, n_zero, dim, n_state, BLOCK=_BLOCK)
+    zeros, At = buf.split_with_sizes((n_zero, n_state * dim))
+    return zeros, At.view(n_state, dim)
