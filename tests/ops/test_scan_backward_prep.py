@@ -9,9 +9,10 @@ from visionssm.ops import _alloc
 from visionssm.ops.selective_scan.triton_prep import backward_prep
 
 
-@pytest.mark.parametrize("dim, nstate, n_zero", [(64, 16, 5000), (96, 1, 10), (8, 64, 3000)])
+@pytest.mark.parametrize("dim, nstate, n_zero", [(64, 16, 5000), (96, 1, 10), (192, 16, 100)])
 def test_backward_prep(dim, nstate, n_zero, triton_device):
-    # n_zero above, below and between the At plane's size and the block: both regions are masked on their own
+    # zeros spanning more programs than At (5000 vs 1024 elements, blocks of 2048), both in one program, and At
+    # spanning more programs than the zeros (3072 vs 100): each region is masked on its own
     A = -torch.rand(dim, nstate, device=triton_device) * 4 - 0.5
     with _alloc.poisoned_outputs():
         zeros, At = backward_prep(A, n_zero)
