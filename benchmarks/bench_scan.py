@@ -77,9 +77,10 @@ def time_fn(fn, inputs, backward):
     return do_bench(step, warmup=25, rep=200, return_mode="median", grad_to_none=list(leaves.values()))
 
 
-def device_ms(fn, inputs, backward, reps=10):
-    """GPU time of one call (forward, or forward+backward): the kernels' durations summed (torch.profiler),
-    mean over ``reps`` calls. Host time and the gaps between kernels are not in it."""
+def kernel_times_ms(fn, inputs, backward, reps=10, keep_grads=False):
+    """GPU time of one call (forward, or forward+backward) by kernel name (torch.profiler), mean over ``reps``
+    calls. Host time and the gaps between kernels are not in it. ``keep_grads``: the leaves' grads accumulate
+    from call to call (their add kernels are counted) instead of being reset to None as do_bench does."""
     from torch.profiler import ProfilerActivity, profile
 
     leaves = {k: v.detach().clone().requires_grad_(backward) for k, v in inputs.items()}
@@ -88,8 +89,9 @@ def device_ms(fn, inputs, backward, reps=10):
     def step():
         if backward:
             fn(**leaves).backward(grad)
-            for v in leaves.values():
-                v.grad = None
+            if not keep_grads:
+                for v in leaves.values():
+                    v.grad = None
         else:
             with torch.no_grad():
                 fn(**leaves)
@@ -101,8 +103,16 @@ def device_ms(fn, inputs, backward, reps=10):
         for _ in range(reps):
             step()
         torch.cuda.synchronize()
-    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
-    return sum(e.device_time for e in kernels) / reps / 1e3
+    per = {}
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CUDA:
+            per[e.name] = per.get(e.name, 0.0) + e.device_time / reps / 1e3
+    return per
+
+
+def device_ms(fn, inputs, backward, reps=10):
+    """GPU time of one call: the kernels' durations summed (see kernel_times_ms)."""
+    return sum(kernel_times_ms(fn, inputs, backward, reps).values())
 
 
 def main():

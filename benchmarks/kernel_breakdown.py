@@ -13,10 +13,9 @@ import time
 from pathlib import Path
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_scan import SHAPES, make_inputs, time_fn  # noqa: E402
+from bench_scan import SHAPES, kernel_times_ms, make_inputs, time_fn  # noqa: E402
 from mamba_baseline import load_selective_scan_fn  # noqa: E402
 
 from visionssm.ops.selective_scan import selective_scan  # noqa: E402
@@ -33,24 +32,6 @@ def host_ms(fn, inputs, calls=50):
         ms = (time.perf_counter() - t0) / calls * 1e3
     torch.cuda.synchronize()
     return ms
-
-
-def kernel_ms(fn, inputs, reps=10):
-    """Device time per forward+backward, by kernel name (mean over reps)."""
-    leaves = {k: v.detach().clone().requires_grad_(True) for k, v in inputs.items()}
-    grad = torch.randn_like(inputs["u"])
-    for _ in range(3):
-        fn(**leaves).backward(grad)
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(reps):
-            fn(**leaves).backward(grad)
-        torch.cuda.synchronize()
-    per = {}
-    for e in prof.events():
-        if e.device_type == torch.autograd.DeviceType.CUDA:
-            per[e.name] = per.get(e.name, 0.0) + e.device_time / reps / 1e3
-    return per
 
 
 def main():
@@ -70,7 +51,7 @@ def main():
         for name, fn in impls.items():
             wall = time_fn(fn, x, False)
             host = host_ms(fn, x)
-            per = kernel_ms(fn, x)
+            per = kernel_times_ms(fn, x, True, keep_grads=True)  # grad accumulation counted
             print(f"{str(shape):<22} {name:<6} wall fwd {wall:.3f} ms  host fwd {host:.3f} ms  "
                   f"device f+b {sum(per.values()):.3f} ms")
             for k, v in sorted(per.items(), key=lambda kv: -kv[1])[: args.top]:
