@@ -18,9 +18,11 @@ import triton
 import triton.language as tl
 
 from ._host import cdiv, next_pow2
+from ._launch import launch
 from .selective_scan.triton_smalln_fwd import _compose
 
 LOG2E = tl.constexpr(1.4426950408889634)
+_FLAGS = dict(num_warps=4)
 
 
 @triton.jit
@@ -65,7 +67,7 @@ def segment_carry(seg_sum, seg_end, init, reverse: bool, coef=None, init_transpo
     n_el = seg_end.numel() // (rows * n_seg)  # (not seg_end[0, 0]: indexing costs host time per call)
     block_s = next_pow2(n_seg)
     block = min(next_pow2(n_el), max(16, 4096 // block_s))
-    segment_carry_kernel[(rows, cdiv(n_el, block))](
-        seg_sum, coef if coef is not None else seg_sum, seg_end, init if init is not None else seg_sum,
-        n_seg, n_el, n_cols, HAS_COEF=coef is not None, HAS_INIT=init is not None, INIT_T=init_transposed,
-        REVERSE=reverse, BLOCK_S=block_s, BLOCK=block, num_warps=4)
+    launch(segment_carry_kernel, (rows, cdiv(n_el, block)),
+           (seg_sum, coef if coef is not None else seg_sum, seg_end, init if init is not None else seg_sum),
+           (n_seg, n_el, n_cols), _FLAGS, HAS_COEF=coef is not None, HAS_INIT=init is not None,
+           INIT_T=init_transposed, REVERSE=reverse, BLOCK_S=block_s, BLOCK=block)

@@ -14,6 +14,7 @@ import triton.language as tl
 
 from .. import _alloc
 from .._host import cdiv
+from .._launch import launch
 
 LOG2E = tl.constexpr(1.4426950408889634)
 _BLOCK = 2048
@@ -34,6 +35,7 @@ def backward_prep(A: torch.Tensor, n_zero: int) -> tuple[torch.Tensor, torch.Ten
     contiguous."""
     dim, n_state = A.shape
     buf = _alloc.empty(n_zero + n_state * dim, dtype=torch.float32, device=A.device)
-    backward_prep_kernel[(cdiv(max(n_zero, n_state * dim), _BLOCK),)](buf, A, n_zero, dim, n_state, BLOCK=_BLOCK)
+    grid = (cdiv(max(n_zero, n_state * dim), _BLOCK),)
+    launch(backward_prep_kernel, grid, (buf, A), (n_zero, dim, n_state), BLOCK=_BLOCK)
     zeros, At = buf.split_with_sizes((n_zero, n_state * dim))
     return zeros, At.view(n_state, dim)

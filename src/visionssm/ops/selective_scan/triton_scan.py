@@ -8,6 +8,7 @@ import torch
 
 from .. import _alloc, _autograd
 from .._host import cached_on_env, cdiv, env_get, next_pow2, strides
+from .._launch import launch
 from .._segment_carry import segment_carry
 from .reference import grouped_bc
 from .triton_bwd import selective_scan_bwd_kernel
@@ -155,8 +156,8 @@ class _TritonScan(torch.autograd.Function):
         At = _alloc.empty(nstate, dim, **f32) if need_at else last
         opt = lambda t: t if t is not None else out
         second = (u2, delta2, B2, C2) if bidir else (u, delta, B, C)
-        args = (
-            u, delta, A, At, B, C, opt(D), opt(z), opt(delta_bias), out, last, starts, seg_end, seg_sum, *second,
+        tensors = (u, delta, A, At, B, C, opt(D), opt(z), opt(delta_bias), out, last, starts, seg_end, seg_sum, *second)
+        scalars = (
             length, dim, dpg, nstate, seg_len, n_seg,
             *u.stride(), *delta.stride(), *strides(z), *out.stride(), *B.stride(), *C.stride(), 0,
         )
@@ -164,10 +165,10 @@ class _TritonScan(torch.autograd.Function):
                            bn == nstate, bidir, n_seg, fold, use_asm(u), warps)
         grid = (batch, dim // bd, n_seg)
         if n_seg > 1:
-            selective_scan_fwd_kernel[grid](*args, MODE=1, WRITE_AT=need_at, **flags)
+            launch(selective_scan_fwd_kernel, grid, tensors, scalars, flags, MODE=1, WRITE_AT=need_at)
             if not fold:
                 segment_carry(seg_sum, seg_end, None, reverse=False, coef=At)
-        selective_scan_fwd_kernel[grid](*args, MODE=0, **flags)
+        launch(selective_scan_fwd_kernel, grid, tensors, scalars, flags, MODE=0)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, starts, seg_sum, *(second if bidir else ()))
         ctx.cfg = (softplus, reverse, bd, bn, chunk, warps, seg_len, n_seg, bidir)
         ctx.set_materialize_grads(False)  # an unused last state costs no zero-filled grad (host time, a launch)
@@ -203,9 +204,9 @@ class _TritonScan(torch.autograd.Function):
             dlast = dlast.float().contiguous() if n_seg > 1 else dlast.transpose(1, 2).float().contiguous()
         dout = dout.contiguous() if bidir else dout
         opt = lambda t: t if t is not None else du
-        args = (
-            u, delta, At, B, C, opt(D), opt(z), opt(delta_bias), dout, opt(dlast), starts, seg_w, seg_sum,
-            du, ddelta, dAt, dBC, opt(dD), opt(dz), opt(dbias), *second,
+        tensors = (u, delta, At, B, C, opt(D), opt(z), opt(delta_bias), dout, opt(dlast), starts, seg_w, seg_sum,
+                   du, ddelta, dAt, dBC, opt(dD), opt(dz), opt(dbias), *second)
+        scalars = (
             length, dim, dpg, nstate, seg_len, n_seg,
             *u.stride(), *delta.stride(), *strides(z), *dout.stride(), *B.stride(), *C.stride(), 0,
         )
@@ -214,9 +215,9 @@ class _TritonScan(torch.autograd.Function):
                            use_asm(u), warps)
         grid = (batch, n_blk, n_seg)
         if n_seg > 1:
-            selective_scan_bwd_kernel[grid](*args, MODE=1, **flags)
+            launch(selective_scan_bwd_kernel, grid, tensors, scalars, flags, MODE=1)
             segment_carry(seg_sum, seg_w, dlast, reverse=True, coef=At, init_transposed=True)
-        selective_scan_bwd_kernel[grid](*args, MODE=0, **flags)
+        launch(selective_scan_bwd_kernel, grid, tensors, scalars, flags, MODE=0)
         n_dir = 2 if bidir else 1
         dD = dD.to(D.dtype) if D is not None and D.dtype != torch.float32 else dD
         dbias = dbias.to(delta_bias.dtype) if delta_bias is not None and delta_bias.dtype != torch.float32 else dbias
