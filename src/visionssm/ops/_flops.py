@@ -13,6 +13,12 @@ import sys
 from collections import defaultdict
 
 _active: list[dict[str, int]] = []
+_hiding = 0  # open hidden_inside_ops contexts (they need every add call, to remember its frame)
+
+
+def counting() -> bool:
+    """Someone listens to ``add`` (callers skip computing their counts otherwise: host time per call)."""
+    return bool(_active) or _hiding > 0
 
 
 def add(op: str, flops: int) -> None:
@@ -47,7 +53,7 @@ def hidden_inside_ops(counter):
     the contraction of the chunked scan). Ops that report nothing (conv1d) stay counted by aten.
     """
     frames: set = set()
-    global add
+    global add, _hiding
     original, count = add, getattr(counter, "_count_flops", None)
 
     def remembering_add(op, n):
@@ -63,12 +69,14 @@ def hidden_inside_ops(counter):
         return count(func_packet, out, args, kwargs)
 
     add = remembering_add
+    _hiding += 1
     if count is not None:  # a private hook of torch's counter; without it, nothing is filtered
         counter._count_flops = filtered_count
     try:
         yield
     finally:
         add = original
+        _hiding -= 1
         if count is not None:
             del counter._count_flops
         frames.clear()

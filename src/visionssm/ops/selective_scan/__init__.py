@@ -7,6 +7,8 @@ D, delta_bias ``(dim,)``.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .. import _flops
@@ -38,8 +40,10 @@ def resolve_backend(backend: str | None, device: torch.device) -> str:
     return backend
 
 
+@functools.cache
 def _triton_kernel():
-    """The Triton implementation, or None while it is not available in this install."""
+    """The Triton implementation, or None while it is not available in this install (looked up once: this runs
+    on every call)."""
     if not _triton_available():
         return None
     try:
@@ -101,7 +105,8 @@ def selective_scan(
     for the device; ``VISIONSSM_BACKEND`` overrides).
     """
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
-    _flops.add("selective_scan", _flops.selective_scan_flops(*u.shape, A.shape[1], D is not None, z is not None))
+    if _flops.counting():
+        _flops.add("selective_scan", _flops.selective_scan_flops(*u.shape, A.shape[1], D is not None, z is not None))
     which = resolve_backend(backend, u.device)
     args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, return_last_state)
     if which == "reference":

@@ -11,6 +11,7 @@ from .._host import cached_on_env, cdiv, env_get, next_pow2, strides
 from .._launch import launch
 from .._segment_carry import segment_carry
 from .reference import grouped_bc
+from .triton_bc_layout import pack_bc, unpack_bc_grads
 from .triton_bwd import selective_scan_bwd_kernel
 from .triton_fwd import selective_scan_fwd_kernel
 from .triton_prep import backward_prep
@@ -122,19 +123,13 @@ class _TritonScan(torch.autograd.Function):
         # B, C may come (batch, N, L): the group axis is added here, where it records no autograd node (two
         # fewer nodes for the engine to run in every backward); their grads go back in the shapes that came.
         ctx.bc_shapes = (B.shape, C.shape, *((B2.shape, C2.shape) if bidir else ()))
-        if B.dim() == 3:
-            B, C = B.unsqueeze(1), C.unsqueeze(1)
-            if bidir:
-                B2, C2 = B2.unsqueeze(1), C2.unsqueeze(1)
-        # B, C (and B2, C2) arrive (batch, G, N, L) in any dtype and layout; the kernels read float32 N-vectors.
-        # Converted here rather than by the caller: outside, each conversion is a few autograd nodes whose
-        # backward evaluation costs host time on every training step (the grads are cast back below).
         ctx.bc_dtypes = (B.dtype, C.dtype, *((B2.dtype, C2.dtype) if bidir else ()))
-        B, C = _n_contiguous(B), _n_contiguous(C)
+        # B, C (and B2, C2) arrive (batch, [G,] N, L) in any dtype and layout; the kernels read float32 N-vectors:
+        # (batch, G, L, N) views here. Converted here rather than by the caller: outside, each conversion is a few
+        # autograd nodes whose backward costs host time on every training step (the grads are cast back below).
+        B, C, *bc2 = _scan_layout((B, C, B2, C2) if bidir else (B, C))
         if bidir:
-            B2, C2 = _n_contiguous(B2), _n_contiguous(C2)
-            if B.stride() != B2.stride() or C.stride() != C2.stride():  # one set of strides serves both
-                B, C, B2, C2 = B.contiguous(), C.contiguous(), B2.contiguous(), C2.contiguous()
+            B2, C2 = bc2
         batch, dim, length = u.shape
         groups, nstate = B.shape[1], A.shape[1]
         dpg = dim // groups
@@ -159,7 +154,7 @@ class _TritonScan(torch.autograd.Function):
         tensors = (u, delta, A, At, B, C, opt(D), opt(z), opt(delta_bias), out, last, starts, seg_end, seg_sum, *second)
         scalars = (
             length, dim, dpg, nstate, seg_len, n_seg,
-            *u.stride(), *delta.stride(), *strides(z), *out.stride(), *B.stride(), *C.stride(), 0,
+            *u.stride(), *delta.stride(), *strides(z), *out.stride(), *_bgnl(B), *_bgnl(C), 0,
         )
         flags = _fwd_flags(D is not None, z is not None, delta_bias is not None, softplus, reverse, save, chunk, bd, bn,
                            bn == nstate, bidir, n_seg, fold, use_asm(u), warps)
@@ -208,7 +203,7 @@ class _TritonScan(torch.autograd.Function):
                    du, ddelta, dAt, dBC, opt(dD), opt(dz), opt(dbias), *second)
         scalars = (
             length, dim, dpg, nstate, seg_len, n_seg,
-            *u.stride(), *delta.stride(), *strides(z), *dout.stride(), *B.stride(), *C.stride(), 0,
+            *u.stride(), *delta.stride(), *strides(z), *dout.stride(), *_bgnl(B), *_bgnl(C), 0,
         )
         flags = _bwd_flags(D is not None, z is not None, delta_bias is not None, softplus, reverse, dlast is not None,
                            chunk, bd, bn, bn == nstate, bidir, n_seg, use_warp_reduce(u, bd, bn, nstate, warps),
@@ -233,26 +228,38 @@ class _TritonScan(torch.autograd.Function):
 
 def _bc_grads(dBC, dtypes, shapes, batch, n_dir, groups, length, nstate):
     """dB, dC (and dB2, dC2) from the [dB | dC] float32 rows (batch, n_dir x groups, L, 2N), each contiguous in
-    the shape and dtype its input came in. One transposing copy for all when the dtypes agree (host time: one
-    op, not one per grad)."""
+    the shape and dtype its input came in: one launch for all when the shapes and dtypes agree."""
+    if len(set(dtypes)) == 1 and len(set(shapes)) == 1 and batch * groups < 65536:
+        return unpack_bc_grads(dBC, shapes[0], dtypes[0], n_dir, groups)
     # (n_dir, 2, batch, G, N, L): rows in the order of the inputs, dB, dC (, dB2, dC2). A .to to the same dtype
     # returns its input whatever the memory format asked: .contiguous() then makes the copy.
     rows = dBC.view(batch, n_dir, groups, length, 2, nstate).permute(1, 4, 0, 2, 5, 3)
     cast = lambda t, dtype: t.to(dtype, memory_format=torch.contiguous_format) if dtype != t.dtype else t.contiguous()
-    if len(set(dtypes)) == 1:
-        grads = cast(rows, dtypes[0]).view(2 * n_dir, -1).unbind(0)
-    else:
-        grads = [cast(rows[j, k], dtypes[2 * j + k]) for j in range(n_dir) for k in range(2)]
+    grads = [cast(rows[j, k], dtypes[2 * j + k]) for j in range(n_dir) for k in range(2)]
     return [g.view(shape) for g, shape in zip(grads, shapes)]
 
 
-def _n_contiguous(t):
-    """(batch, G, N, L) float32 view stored (batch, G, L, N): one broadcast vector load per token and no
-    per-element conversions in the loop. B and C are ~N/dim of the traffic, so the copy is cheap. (One
-    torch.stack(out=) of both took more host time on the H100 machine than these two casts.)"""
-    if t.dtype == torch.float32 and t.stride(-2) == 1:
-        return t
-    return t.transpose(-1, -2).to(torch.float32, memory_format=torch.contiguous_format).transpose(-1, -2)
+def _scan_layout(tensors: tuple) -> list:
+    """B, C (, B2, C2), each (batch, [G,] N, L), as the float32 (batch, G, L, N) views (N contiguous, equal
+    strides) the kernels read: as they are when they already are, else converted. B and C are ~N/dim of the
+    traffic, so the copy is cheap; its host time is what counts (one launch for all)."""
+    t0 = tensors[0]
+    if all(t.dtype == torch.float32 and t.stride(-2) == 1 for t in tensors):
+        views = [(t if t.dim() == 4 else t.unsqueeze(1)).transpose(-1, -2) for t in tensors]
+        if len({v.stride() for v in views}) > 1:  # one set of strides serves all
+            views = [v.contiguous() for v in views]
+        return views
+    if (len({t.dtype for t in tensors}) == 1 and len({t.shape for t in tensors}) == 1
+            and t0.shape[0] * (t0.shape[1] if t0.dim() == 4 else 1) < 65536):
+        return list(pack_bc(tensors))
+    views = [(t if t.dim() == 4 else t.unsqueeze(1)).transpose(-1, -2) for t in tensors]
+    return [v.to(torch.float32).contiguous() for v in views]  # (mixed dtypes or shapes: rare)
+
+
+def _bgnl(t: torch.Tensor) -> tuple:
+    """Strides of a (batch, G, L, N) view in the kernels' (batch, G, N, L) argument order."""
+    s = t.stride()
+    return s[0], s[1], s[3], s[2]
 
 
 def _f32(t):

@@ -1,0 +1,61 @@
+"""B/C layout kernels of the Triton scan (triton_bc_layout.py) vs the torch ops they replace, into poisoned outputs.
+
+Pure data movement: results equal the torch transposes and casts exactly, up to one rounding to a low precision.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from visionssm.ops import _alloc
+from visionssm.ops.selective_scan.triton_bc_layout import pack_bc, unpack_bc_grads
+
+
+def _as_bgln(t):
+    """torch's version: (batch, [G,] N, L) -> float32 (batch, G, L, N) contiguous."""
+    return (t if t.dim() == 4 else t.unsqueeze(1)).transpose(-1, -2).float().contiguous()
+
+
+@pytest.mark.parametrize("count", [2, 4])
+@pytest.mark.parametrize("shape", [(2, 16, 67), (3, 2, 1, 1), (1, 3, 64, 130), (2, 5, 70)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_pack_bc_matches_torch(triton_device, count, shape, dtype):
+    g = torch.Generator().manual_seed(hash((count, shape)) % 2**31)
+    # alternate layouts: contiguous, token-major storage (a transposed view), and a sliced view
+    xs = []
+    for k in range(count):
+        if k % 3 == 0:
+            x = torch.randn(*shape, generator=g)
+        elif k % 3 == 1:
+            x = torch.randn(*shape[:-2], shape[-1], shape[-2], generator=g).transpose(-1, -2)
+        else:
+            x = torch.randn(*shape[:-1], shape[-1] + 3, generator=g)[..., 2:-1]
+        xs.append(x.to(dtype).to(triton_device))
+    with _alloc.poisoned_outputs():
+        got = pack_bc(tuple(xs))
+    assert len(got) == count
+    for x, y in zip(xs, got):
+        assert y.dtype == torch.float32 and y.is_contiguous()
+        assert torch.equal(y, _as_bgln(x))
+
+
+@pytest.mark.parametrize("n_dir", [1, 2])
+@pytest.mark.parametrize("shape", [(2, 16, 67), (2, 3, 1, 1), (1, 2, 64, 130)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_unpack_bc_grads_matches_torch(triton_device, n_dir, shape, dtype):
+    batch, length, nstate = shape[0], shape[-1], shape[-2]
+    groups = shape[1] if len(shape) == 4 else 1
+    g = torch.Generator().manual_seed(n_dir + len(shape))
+    rows = torch.randn(batch, n_dir * groups, length, 2 * nstate, generator=g).to(triton_device)
+    with _alloc.poisoned_outputs():
+        got = unpack_bc_grads(rows, torch.Size(shape), dtype, n_dir, groups)
+    ref = rows.view(batch, n_dir, groups, length, 2, nstate).permute(1, 4, 0, 2, 5, 3)  # (dir, B|C, b, G, N, L)
+    assert len(got) == 2 * n_dir
+    for t, y in enumerate(got):
+        assert y.shape == shape and y.dtype == dtype and y.is_contiguous()
+        want = ref[t // 2, t % 2].reshape(shape)
+        if dtype == torch.float32:
+            assert torch.equal(y, want)
+        else:  # one rounding each; the interpreter's may differ from torch's round-to-nearest-even by an ulp
+            torch.testing.assert_close(y, want.to(dtype), rtol=2**-7, atol=0)
