@@ -15,7 +15,8 @@ def test_backward_prep(dim, nstate, n_zero, triton_device):
     # spanning more programs than the zeros (3072 vs 100): each region is masked on its own
     A = -torch.rand(dim, nstate, device=triton_device) * 4 - 0.5
     with _alloc.poisoned_outputs():
-        zeros, At = backward_prep(A, n_zero)
-    assert zeros.shape == (n_zero,) and At.shape == (nstate, dim) and At.is_contiguous()
-    assert torch.equal(zeros, torch.zeros_like(zeros))
-    torch.testing.assert_close(At, A.t() / math.log(2.0), rtol=1e-6, atol=0)
+        *zeros, At = backward_prep(A, (n_zero - 3, 3))
+    assert [z.shape for z in zeros] == [(n_zero - 3,), (3,)] and At.shape == (nstate * dim,)
+    for z in zeros:
+        assert torch.equal(z, torch.zeros_like(z))
+    torch.testing.assert_close(At.view(nstate, dim), A.t() / math.log(2.0), rtol=1e-6, atol=0)

@@ -13,14 +13,15 @@ from visionssm.ops.selective_scan.triton_bc_layout import pack_bc, unpack_bc_gra
 
 
 def _as_bgln(t):
-    """torch's version: (batch, [G,] N, L) -> float32 (batch, G, L, N) contiguous."""
+    """torch's version: (batch, [G,] N, L) -> float32 (batch, G, L, N) contiguous (16-bit -> float32 is exact)."""
     return (t if t.dim() == 4 else t.unsqueeze(1)).transpose(-1, -2).float().contiguous()
 
 
 @pytest.mark.parametrize("count", [2, 4])
 @pytest.mark.parametrize("shape", [(2, 16, 67), (3, 2, 1, 1), (1, 3, 64, 130), (2, 5, 70)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
-def test_pack_bc_matches_torch(triton_device, count, shape, dtype):
+@pytest.mark.parametrize("keep_dtype", [False, True])
+def test_pack_bc_matches_torch(triton_device, count, shape, dtype, keep_dtype):
     g = torch.Generator().manual_seed(hash((count, shape)) % 2**31)
     # alternate layouts: contiguous, token-major storage (a transposed view), and a sliced view
     xs = []
@@ -33,11 +34,11 @@ def test_pack_bc_matches_torch(triton_device, count, shape, dtype):
             x = torch.randn(*shape[:-1], shape[-1] + 3, generator=g)[..., 2:-1]
         xs.append(x.to(dtype).to(triton_device))
     with _alloc.poisoned_outputs():
-        got = pack_bc(tuple(xs))
+        got = pack_bc(tuple(xs), dtype if keep_dtype else torch.float32)
     assert len(got) == count
     for x, y in zip(xs, got):
-        assert y.dtype == torch.float32 and y.is_contiguous()
-        assert torch.equal(y, _as_bgln(x))
+        assert y.dtype == (dtype if keep_dtype else torch.float32) and y.is_contiguous()
+        assert torch.equal(y.float(), _as_bgln(x))
 
 
 @pytest.mark.parametrize("n_dir", [1, 2])

@@ -116,6 +116,30 @@ def test_triton_low_precision_inputs(name, triton_device):
     _check((2, 4, 45, 16), 1, True, False, triton_device, dtype=LOW[name], tol=1e-2)
 
 
+@pytest.mark.parametrize("name", ["bf16", "fp16"])
+@pytest.mark.parametrize("layout", ["channel_major", "token_major", "groups"])
+@pytest.mark.parametrize("bc16", ["1", "0"])
+def test_triton_no_grad_forward_half_bc(name, layout, bc16, triton_device, monkeypatch):
+    # Without a backward to follow, 16-bit B/C reach the forward kernel 16-bit (packed, or as they are when stored
+    # token-major); VISIONSSM_SCAN_BC16=0 converts them to float32 as a saving forward does.
+    monkeypatch.setenv("VISIONSSM_SCAN_BC16", bc16)
+    dtype = LOW[name]
+    batch, dim, length, nstate, groups = 2, 8, 37, 16, 2 if layout == "groups" else 1
+    x = make_inputs(batch, dim, length, nstate, groups, with_bc_groups_dim=layout == "groups")
+    for k in ("u", "delta", "z", "B", "C"):
+        x[k] = x[k].to(dtype)
+    if layout == "token_major":  # (batch, N, L) views of (batch, L, N) storage, as a linear layer leaves them
+        x["B"], x["C"] = (t.transpose(1, 2).contiguous().transpose(1, 2) for t in (x["B"], x["C"]))
+    ref = selective_scan(**{k: v.double() for k, v in x.items()}, delta_softplus=True, return_last_state=True,
+                         backend="reference")
+    dev = {k: v.to(triton_device) for k, v in x.items()}
+    with torch.no_grad(), _alloc.poisoned_outputs():
+        out, last = selective_scan(**dev, delta_softplus=True, return_last_state=True, backend="triton")
+    assert out.dtype == dtype and last.shape == (batch, dim, nstate)
+    assert rel_err(out.double().cpu(), ref[0]) <= 1e-2
+    assert rel_err(last.double().cpu(), ref[1]) <= 1e-4  # float32 state from the same 16-bit inputs
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("nstate", [1, 16, 64])
 @pytest.mark.parametrize("reverse", [False, True])

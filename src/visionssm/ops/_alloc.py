@@ -19,6 +19,11 @@ def empty(*shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return torch.empty(*shape, dtype=dtype, device=device)
 
 
+def empty_strided(size: tuple, stride: tuple, *, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    out = torch.empty_strided(size, stride, dtype=dtype, device=device)
+    return out.fill_(float("nan")) if _poison and dtype.is_floating_point else out
+
+
 def empty_like(x: torch.Tensor) -> torch.Tensor:
     """Same shape, dtype and (dense) memory layout as ``x``."""
     out = torch.empty_like(x)

@@ -1,6 +1,7 @@
 """B/C into the scan kernels' layout, and their grads back out: one launch for all of them each way.
 
-The scan kernels read B and C as float32 N-vectors per token ((batch, G, L, N), N contiguous) and leave their
+The scan kernels read B and C as N-vectors per token ((batch, G, L, N), N contiguous; float32, or 16-bit
+as they came) and leave their
 grads as float32 [dB | dC] rows (batch, n_dir G, L, 2N). Callers hand in and want back (batch, [G,] N, L) in
 their own dtype. As torch ops that is a transpose, a cast and a copy per tensor (~10 ops and 2-4 launches of host
 time per training step); here it is one launch in the forward and one in the backward.
@@ -23,7 +24,7 @@ _BLOCK_L = 64
 def pack_bc_kernel(out_ptr, x0_ptr, x1_ptr, x2_ptr, x3_ptr, L, n_state, groups,
                    s00, s01, s02, s03, s10, s11, s12, s13, s20, s21, s22, s23, s30, s31, s32, s33,
                    BLOCK_L: tl.constexpr, BLOCK_N: tl.constexpr):
-    # x_t: (batch, G, N, L) at strides s_t0..s_t3 (any dtype) -> out[t]: (batch, G, L, N) float32, contiguous.
+    # x_t: (batch, G, N, L) at strides s_t0..s_t3 (any dtype) -> out[t]: (batch, G, L, N) in out's dtype, contiguous.
     t = tl.program_id(2)
     if t == 0:
         src = x0_ptr
@@ -44,7 +45,7 @@ def pack_bc_kernel(out_ptr, x0_ptr, x1_ptr, x2_ptr, x3_ptr, L, n_state, groups,
     ok = (l[:, None] < L) & (n[None, :] < n_state)
     x = tl.load(src + b.to(tl.int64) * s0 + g * s1 + n[None, :] * s2 + l[:, None].to(tl.int64) * s3, mask=ok)
     dst = out_ptr + ((t * tl.num_programs(1) + bg).to(tl.int64) * L + l[:, None]) * n_state + n[None, :]
-    tl.store(dst, x.to(tl.float32), mask=ok)
+    tl.store(dst, x.to(out_ptr.dtype.element_ty), mask=ok)
 
 
 @triton.jit
@@ -71,18 +72,18 @@ def _bgnl_strides(t: torch.Tensor) -> tuple:
     return s if t.dim() == 4 else (s[0], 0, s[1], s[2])
 
 
-def pack_bc(tensors: tuple) -> tuple:
-    """(batch, [G,] N, L) tensors of one shape, any dtype/strides -> float32 (batch, G, L, N) contiguous views of
-    one buffer, written by one launch (up to 4 tensors)."""
+def pack_bc(tensors: tuple, dtype: torch.dtype = torch.float32) -> tuple:
+    """(batch, [G,] N, L) tensors of one shape, any dtype/strides -> (batch, G, L, N) contiguous views in ``dtype``
+    of one buffer, written by one launch (up to 4 tensors)."""
     x0 = tensors[0]
     batch, length, nstate = x0.shape[0], x0.shape[-1], x0.shape[-2]
     groups = x0.shape[1] if x0.dim() == 4 else 1
     k = len(tensors)
-    out = _alloc.empty(k, batch, groups, length, nstate, dtype=torch.float32, device=x0.device)
+    out = _alloc.empty(k, batch, groups, length, nstate, dtype=dtype, device=x0.device)
     padded = (*tensors, *(x0,) * (4 - k))
-    strides = tuple(s for t in padded for s in _bgnl_strides(t))
+    s0, s1, s2, s3 = (_bgnl_strides(t) for t in padded)
     launch(pack_bc_kernel, (cdiv(length, _BLOCK_L), batch * groups, k), (out, *padded),
-           (length, nstate, groups, *strides), BLOCK_L=_BLOCK_L, BLOCK_N=next_pow2(nstate))
+           (length, nstate, groups, *s0, *s1, *s2, *s3), BLOCK_L=_BLOCK_L, BLOCK_N=next_pow2(nstate))
     return out.unbind(0)
 
 

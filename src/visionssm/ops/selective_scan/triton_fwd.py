@@ -214,7 +214,7 @@ def selective_scan_fwd_kernel(
     # AHEAD (MODE=1 with M1_AHEAD): B rows are loaded one step ahead into registers instead (no shared memory,
     # none of cp.async's per-copy branches; that pass has registers to spare).
     AHEAD: tl.constexpr = M1_AHEAD and MODE == 1
-    B_nxt = _ld(B_base + _step_pos(i0, L, rev, REVERSE, BIDIR) * s_Bl, n_ok, EVEN_N) if AHEAD else n_ok
+    B_nxt = _ld(B_base + _step_pos(i0, L, rev, REVERSE, BIDIR) * s_Bl, n_ok, EVEN_N).to(tl.float32) if AHEAD else n_ok
     for i in tl.range(i0, i1, T, num_stages=1 if AHEAD else STAGES):  # i0 is a multiple of T and of CHUNK
         ut, dtt, zt = nxt
         p_out, ok_out = p, ok
@@ -243,12 +243,12 @@ def selective_scan_fwd_kernel(
             if AHEAD:
                 Bt = B_nxt
                 B_nxt = _ld(B_base + tl.where(ik + 1 < i1, _step_pos(ik + 1, L, rev, REVERSE, BIDIR), 0) * s_Bl,
-                            n_ok, EVEN_N)
+                            n_ok, EVEN_N).to(tl.float32)
             else:
-                Bt = _ld(B_base + t * s_Bl, n_ok, EVEN_N)
+                Bt = _ld(B_base + t * s_Bl, n_ok, EVEN_N).to(tl.float32)
             h = tl.exp2(dt[None, :] * A2) * h + Bt[:, None] * (dt * u)[None, :]
             if MODE == 0:
-                Ct = _ld(C_base + t * s_Cl, n_ok, EVEN_N)
+                Ct = _ld(C_base + t * s_Cl, n_ok, EVEN_N).to(tl.float32)
                 y = tl.sum(h * Ct[:, None], axis=0)
                 if HAS_D:
                     y += Dv * u

@@ -30,12 +30,13 @@ def backward_prep_kernel(buf_ptr, A_ptr, n_zero, dim, n_state, BLOCK: tl.constex
     tl.store(buf_ptr + n_zero + i, a * LOG2E, mask=at)
 
 
-def backward_prep(A: torch.Tensor, n_zero: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(zeros (n_zero,), At (N, dim)) float32, views of one buffer filled by one launch. A: (dim, N) float32,
-    contiguous."""
+def backward_prep(A: torch.Tensor, zero_sizes: tuple) -> list:
+    """Flat float32 views of one buffer filled by one launch: zeroed ones of ``zero_sizes``, then At = A^T log2(e)
+    (N x dim elements, row-major (N, dim)). A: (dim, N) float32, contiguous. (Flat views: the kernels take
+    pointers, and every view op is host time in every training step.)"""
     dim, n_state = A.shape
+    n_zero = sum(zero_sizes)
     buf = _alloc.empty(n_zero + n_state * dim, dtype=torch.float32, device=A.device)
     grid = (cdiv(max(n_zero, n_state * dim), _BLOCK),)
     launch(backward_prep_kernel, grid, (buf, A), (n_zero, dim, n_state), BLOCK=_BLOCK)
-    zeros, At = buf.split_with_sizes((n_zero, n_state * dim))
-    return zeros, At.view(n_state, dim)
+    return buf.split_with_sizes((*zero_sizes, n_state * dim))

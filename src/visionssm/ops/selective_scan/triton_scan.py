@@ -120,14 +120,14 @@ class _TritonScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus, reverse, u2=None, delta2=None, B2=None, C2=None):
         bidir = u2 is not None
-        # B, C may come (batch, N, L): the group axis is added here, where it records no autograd node (two
-        # fewer nodes for the engine to run in every backward); their grads go back in the shapes that came.
+        # B, C may come (batch, N, L) or (batch, G, N, L); their grads go back in the shapes and dtypes that came.
         ctx.bc_shapes = (B.shape, C.shape, *((B2.shape, C2.shape) if bidir else ()))
         ctx.bc_dtypes = (B.dtype, C.dtype, *((B2.dtype, C2.dtype) if bidir else ()))
         # B, C (and B2, C2) arrive (batch, [G,] N, L) in any dtype and layout; the kernels read float32 N-vectors:
         # (batch, G, L, N) views here. Converted here rather than by the caller: outside, each conversion is a few
         # autograd nodes whose backward costs host time on every training step (the grads are cast back below).
-        B, C, *bc2 = _scan_layout((B, C, B2, C2) if bidir else (B, C))
+        save = any(ctx.needs_input_grad)
+        B, C, *bc2 = _scan_layout((B, C, B2, C2) if bidir else (B, C), allow_half=not save)
         if bidir:
             B2, C2 = bc2
         batch, dim, length = u.shape
@@ -139,8 +139,8 @@ class _TritonScan(torch.autograd.Function):
         f32 = dict(dtype=torch.float32, device=dev)
         # u's layout ((batch, L, dim) storage stays token-major); stacked directions are channel-major.
         out = _alloc.empty(batch, dim, length, dtype=u.dtype, device=dev) if bidir else _alloc.empty_like(u)
-        last = _alloc.empty(batch, nstate, dim, **f32)  # (N, dim) planes, like the state tiles; returned transposed
-        save = any(ctx.needs_input_grad)
+        # (batch, dim, N) stored as (N, dim) planes, like the state tiles (no transposing op to return it)
+        last = _alloc.empty_strided((batch, dim, nstate), (nstate * dim, 1, dim), **f32)
         starts = _alloc.empty(batch, cdiv(length, chunk), dim // bd, bn, bd, **f32) if save else last
         seg_end = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else last
         seg_sum = _alloc.empty(batch, n_seg, dim, **f32) if n_seg > 1 else last
@@ -167,7 +167,7 @@ class _TritonScan(torch.autograd.Function):
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, starts, seg_sum, *(second if bidir else ()))
         ctx.cfg = (softplus, reverse, bd, bn, chunk, warps, seg_len, n_seg, bidir)
         ctx.set_materialize_grads(False)  # an unused last state costs no zero-filled grad (host time, a launch)
-        return out, last.transpose(1, 2)
+        return out, last
 
     @staticmethod
     def backward(ctx, dout, dlast):
@@ -183,18 +183,17 @@ class _TritonScan(torch.autograd.Function):
         n_blk = dim // bd
         if dout is None:  # only the last state was used
             dout = torch.zeros(batch, dim, length, dtype=u.dtype, device=dev)
-        du = _alloc.empty(batch, dim, length, dtype=u.dtype, device=dev)
-        ddelta = _alloc.empty(batch, dim, length, dtype=delta.dtype, device=dev)
-        dz = _alloc.empty(batch, dim, length, dtype=z.dtype, device=dev) if z is not None else None
+        # du, ddelta (, dz): one allocation (u, delta and z share a dtype: the callers cast them to u's)
+        du, ddelta, *dz = _alloc.empty(2 + (z is not None), batch, dim, length, dtype=u.dtype, device=dev).unbind(0)
+        dz = dz[0] if dz else None
         # The atomic accumulators, zeroed by one prep launch that also writes At = A^T log2(e) (the kernel's (N, dim)
-        # decay planes): dA^T, dD, ddelta_bias, and [dB | dC] per (batch, group of either direction, token).
+        # decay planes): dA^T, dD, ddelta_bias, and [dB | dC] per (batch, group of either direction, token); flat.
         n_grp = dim // dpg
-        acc, At = backward_prep(A, (nstate + 2) * dim + batch * n_grp * length * 2 * nstate)
-        dAt, dD, dbias, dBC = acc.split_with_sizes((nstate * dim, dim, dim, batch * n_grp * length * 2 * nstate))
-        dAt = dAt.view(nstate, dim)
+        dAt, dD, dbias, dBC, At = backward_prep(A, (nstate * dim, dim, dim, batch * n_grp * length * 2 * nstate))
         dD = dD if D is not None else None
         dbias = dbias if delta_bias is not None else None
         seg_w = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else dAt
+        dA = dAt.as_strided((dim, nstate), (1, dim))  # the grad of A (dim, N): a view of the (N, dim) planes
         if dlast is not None:  # segment_carry takes (batch, dim, N); the kernel's own load wants (batch, N, dim)
             dlast = dlast.float().contiguous() if n_seg > 1 else dlast.transpose(1, 2).float().contiguous()
         dout = dout.contiguous() if bidir else dout
@@ -218,11 +217,11 @@ class _TritonScan(torch.autograd.Function):
         dbias = dbias.to(delta_bias.dtype) if delta_bias is not None and delta_bias.dtype != torch.float32 else dbias
         grads = _bc_grads(dBC, ctx.bc_dtypes, ctx.bc_shapes, batch, n_dir, groups, length, nstate)
         if not bidir:
-            return du, ddelta, dAt.t(), *grads, dD, dz, dbias, None, None
+            return du, ddelta, dA, *grads, dD, dz, dbias, None, None
         half = dim // 2
         if dz is not None:
             dz = dz[:, :half] + dz[:, half:]
-        return (du[:, :half], ddelta[:, :half], dAt.t(), grads[0], grads[1], dD, dz, dbias,
+        return (du[:, :half], ddelta[:, :half], dA, grads[0], grads[1], dD, dz, dbias,
                 None, None, du[:, half:], ddelta[:, half:], grads[2], grads[3])
 
 
@@ -239,21 +238,30 @@ def _bc_grads(dBC, dtypes, shapes, batch, n_dir, groups, length, nstate):
     return [g.view(shape) for g, shape in zip(grads, shapes)]
 
 
-def _scan_layout(tensors: tuple) -> list:
-    """B, C (, B2, C2), each (batch, [G,] N, L), as the float32 (batch, G, L, N) views (N contiguous, equal
-    strides) the kernels read: as they are when they already are, else converted. B and C are ~N/dim of the
-    traffic, so the copy is cheap; its host time is what counts (one launch for all)."""
+def _scan_layout(tensors: tuple, allow_half: bool) -> list:
+    """B, C (, B2, C2), each (batch, [G,] N, L), as the (batch, G, L, N) views (N contiguous, equal strides) the
+    kernels read: as they are when they already are, else converted by one launch for all. B and C are ~N/dim of
+    the traffic, so the copy is cheap; its host time is what counts.
+
+    ``allow_half`` (no backward to follow): 16-bit B/C stay 16-bit, which the forward reads faster (H100,
+    (128, 384, 197, 16): 0.115 vs 0.127 ms); the backward reads float32 faster (0.526 vs 0.727 ms), so a
+    forward that saves for it converts them to float32. ``VISIONSSM_SCAN_BC16=0``: always float32."""
     t0 = tensors[0]
-    if all(t.dtype == torch.float32 and t.stride(-2) == 1 for t in tensors):
+    half = allow_half and t0.dtype in _HALF and env_get("VISIONSSM_SCAN_BC16", "1") != "0"
+    dtype = t0.dtype if half else torch.float32
+    if all(t.dtype == dtype and t.stride(-2) == 1 for t in tensors):
         views = [(t if t.dim() == 4 else t.unsqueeze(1)).transpose(-1, -2) for t in tensors]
         if len({v.stride() for v in views}) > 1:  # one set of strides serves all
             views = [v.contiguous() for v in views]
         return views
     if (len({t.dtype for t in tensors}) == 1 and len({t.shape for t in tensors}) == 1
             and t0.shape[0] * (t0.shape[1] if t0.dim() == 4 else 1) < 65536):
-        return list(pack_bc(tensors))
+        return list(pack_bc(tensors, dtype))
     views = [(t if t.dim() == 4 else t.unsqueeze(1)).transpose(-1, -2) for t in tensors]
     return [v.to(torch.float32).contiguous() for v in views]  # (mixed dtypes or shapes: rare)
+
+
+_HALF = (torch.bfloat16, torch.float16)
 
 
 def _bgnl(t: torch.Tensor) -> tuple:
