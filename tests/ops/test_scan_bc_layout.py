@@ -60,3 +60,20 @@ def test_unpack_bc_grads_matches_torch(triton_device, n_dir, shape, dtype):
             assert torch.equal(y, want)
         else:  # one rounding each; the interpreter's may differ from torch's round-to-nearest-even by an ulp
             torch.testing.assert_close(y, want.to(dtype), rtol=2**-7, atol=0)
+
+
+@pytest.mark.parametrize("dim, nstate, zero_sizes", [(64, 16, (5000, 64, 64)), (8, 1, (3, 8)), (192, 16, (100,))])
+def test_pack_bc_with_backward_prep(triton_device, dim, nstate, zero_sizes):
+    # the backward's zeroed accumulators and At = A^T log2(e) from the pack launch (few programs: 1 x 2 x 2 here,
+    # so each loops over several blocks of the zeros and of At)
+    g = torch.Generator().manual_seed(dim)
+    xs = tuple(torch.randn(2, nstate, 40, generator=g).to(triton_device) for _ in range(2))
+    A = (-torch.rand(dim, nstate, generator=g) * 4 - 0.5).to(triton_device)
+    with _alloc.poisoned_outputs():
+        *packed, = pack_bc(xs, torch.float32, (A, zero_sizes))
+    assert len(packed) == 2 + len(zero_sizes) + 1
+    for x, y in zip(xs, packed[:2]):
+        assert torch.equal(y, _as_bgln(x))
+    for z, n in zip(packed[2:-1], zero_sizes):
+        assert z.shape == (n,) and torch.equal(z, torch.zeros_like(z))
+    torch.testing.assert_close(packed[-1].view(nstate, dim), A.t() * 1.4426950408889634, rtol=1e-6, atol=0)

@@ -116,6 +116,24 @@ def test_triton_low_precision_inputs(name, triton_device):
     _check((2, 4, 45, 16), 1, True, False, triton_device, dtype=LOW[name], tol=1e-2)
 
 
+@pytest.mark.parametrize("packed", [True, False])
+def test_triton_second_backward_with_retained_graph(packed, triton_device):
+    # The forward's pack launch zeroes the backward's accumulators once; a second backward through the retained
+    # graph must start from fresh zeros (its grads accumulate onto the first's: twice the first). packed=False:
+    # float32 B/C stored token-major need no packing, and the backward zeroes them itself.
+    x = make_inputs(2, 8, 37, 16, 1, dtype=torch.float32, seed=3, with_bc_groups_dim=False)
+    if not packed:
+        x["B"], x["C"] = (t.transpose(1, 2).contiguous().transpose(1, 2) for t in (x["B"], x["C"]))
+    leaves = {k: v.to(triton_device).requires_grad_(True) for k, v in x.items()}
+    out = selective_scan(**leaves, delta_softplus=True, backend="triton")
+    g = torch.randn_like(out)
+    out.backward(g, retain_graph=True)
+    first = {k: v.grad.clone() for k, v in leaves.items()}
+    out.backward(g)
+    for k, v in leaves.items():
+        torch.testing.assert_close(v.grad, 2 * first[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
 @pytest.mark.parametrize("name", ["bf16", "fp16"])
 @pytest.mark.parametrize("layout", ["channel_major", "token_major", "groups"])
 @pytest.mark.parametrize("bc16", ["1", "0"])

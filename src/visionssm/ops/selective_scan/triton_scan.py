@@ -127,7 +127,9 @@ class _TritonScan(torch.autograd.Function):
         # (batch, G, L, N) views here. Converted here rather than by the caller: outside, each conversion is a few
         # autograd nodes whose backward costs host time on every training step (the grads are cast back below).
         save = any(ctx.needs_input_grad)
-        B, C, *bc2 = _scan_layout((B, C, B2, C2) if bidir else (B, C), allow_half=not save)
+        # A saving forward also readies the backward's accumulators in the launch that packs B/C (when it runs)
+        zero_sizes = _acc_sizes(u.shape, A.shape, (B.shape[1] if B.dim() == 4 else 1) * (1 + bidir)) if save else None
+        (B, C, *bc2), ctx.prep = _scan_layout((B, C, B2, C2) if bidir else (B, C), not save, A, zero_sizes)
         if bidir:
             B2, C2 = bc2
         batch, dim, length = u.shape
@@ -186,10 +188,13 @@ class _TritonScan(torch.autograd.Function):
         # du, ddelta (, dz): one allocation (u, delta and z share a dtype: the callers cast them to u's)
         du, ddelta, *dz = _alloc.empty(2 + (z is not None), batch, dim, length, dtype=u.dtype, device=dev).unbind(0)
         dz = dz[0] if dz else None
-        # The atomic accumulators, zeroed by one prep launch that also writes At = A^T log2(e) (the kernel's (N, dim)
-        # decay planes): dA^T, dD, ddelta_bias, and [dB | dC] per (batch, group of either direction, token); flat.
-        n_grp = dim // dpg
-        dAt, dD, dbias, dBC, At = backward_prep(A, (nstate * dim, dim, dim, batch * n_grp * length * 2 * nstate))
+        # The atomic accumulators, zeroed by the forward's pack launch or else by a prep launch, which also write
+        # At = A^T log2(e) (the kernel's (N, dim) decay planes): flat dA^T, dD, ddelta_bias, [dB | dC] per (batch,
+        # group of either direction, token), At.
+        prep, ctx.prep = ctx.prep, None  # used once: a second backward (retain_graph) needs fresh zeros
+        if prep is None:
+            prep = backward_prep(A, _acc_sizes(u.shape, A.shape, dim // dpg))
+        dAt, dD, dbias, dBC, At = prep
         dD = dD if D is not None else None
         dbias = dbias if delta_bias is not None else None
         seg_w = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else dAt
@@ -238,10 +243,11 @@ def _bc_grads(dBC, dtypes, shapes, batch, n_dir, groups, length, nstate):
     return [g.view(shape) for g, shape in zip(grads, shapes)]
 
 
-def _scan_layout(tensors: tuple, allow_half: bool) -> list:
-    """B, C (, B2, C2), each (batch, [G,] N, L), as the (batch, G, L, N) views (N contiguous, equal strides) the
-    kernels read: as they are when they already are, else converted by one launch for all. B and C are ~N/dim of
-    the traffic, so the copy is cheap; its host time is what counts.
+def _scan_layout(tensors: tuple, allow_half: bool, A: torch.Tensor, zero_sizes: tuple | None) -> tuple:
+    """(B, C (, B2, C2), prep): the (batch, [G,] N, L) inputs as the (batch, G, L, N) views (N contiguous, equal
+    strides) the kernels read: as they are when they already are, else converted by one launch for all. B and C
+    are ~N/dim of the traffic, so the copy is cheap; its host time is what counts. With ``zero_sizes``, that launch
+    also does backward_prep(A, zero_sizes), returned as ``prep`` (None when there was no launch).
 
     ``allow_half`` (no backward to follow): 16-bit B/C stay 16-bit, which the forward reads faster (H100,
     (128, 384, 197, 16): 0.115 vs 0.127 ms); the backward reads float32 faster (0.526 vs 0.727 ms), so a
@@ -253,12 +259,20 @@ def _scan_layout(tensors: tuple, allow_half: bool) -> list:
         views = [(t if t.dim() == 4 else t.unsqueeze(1)).transpose(-1, -2) for t in tensors]
         if len({v.stride() for v in views}) > 1:  # one set of strides serves all
             views = [v.contiguous() for v in views]
-        return views
+        return views, None
     if (len({t.dtype for t in tensors}) == 1 and len({t.shape for t in tensors}) == 1
             and t0.shape[0] * (t0.shape[1] if t0.dim() == 4 else 1) < 65536):
-        return list(pack_bc(tensors, dtype))
+        out = pack_bc(tensors, dtype, (A, zero_sizes) if zero_sizes is not None else None)
+        k = len(tensors)
+        return out[:k], (out[k:] if zero_sizes is not None else None)
     views = [(t if t.dim() == 4 else t.unsqueeze(1)).transpose(-1, -2) for t in tensors]
-    return [v.to(torch.float32).contiguous() for v in views]  # (mixed dtypes or shapes: rare)
+    return [v.to(torch.float32).contiguous() for v in views], None  # (mixed dtypes or shapes: rare)
+
+
+def _acc_sizes(u_shape, a_shape, n_grp: int) -> tuple:
+    """Sizes of the backward's zeroed accumulators: dA^T, dD, ddelta_bias, [dB | dC] (batch, n_grp, L, 2N)."""
+    dim, nstate = a_shape
+    return nstate * dim, dim, dim, u_shape[0] * n_grp * u_shape[2] * 2 * nstate
 
 
 _HALF = (torch.bfloat16, torch.float16)
