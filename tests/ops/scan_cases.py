@@ -25,7 +25,7 @@ def make_inputs(batch, dim, length, nstate, groups=1, *, dtype=torch.float64, se
 
 
 def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
-    x, ref = x.double(), ref.double()
+    x, ref = x.double().to(ref.device), ref.double()  # (a GPU result vs a CPU reference)
     assert not torch.isnan(x).any(), "NaN in result (an unwritten output?)"
     denom = ref.norm().item()
     return (x - ref).norm().item() / max(denom, 1e-300)
