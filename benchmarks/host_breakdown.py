@@ -7,6 +7,7 @@ mamba_ssm's whole call when importable. Prints a table.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from bench_scan import make_inputs  # noqa: E402
 from mamba_baseline import load_selective_scan_fn  # noqa: E402
 
 from visionssm.ops.selective_scan import selective_scan, triton_scan  # noqa: E402
+from visionssm.ops.selective_scan.triton_bc_layout import pack_bc  # noqa: E402
 from visionssm.ops.ssd import ssd_causal, triton_causal  # noqa: E402
 
 
@@ -33,7 +35,8 @@ def per_call(fn, n=2000):
 
 
 def captured_launch(kernel, call):
-    """(kernel launch alone) of the last launch of ``kernel`` made by ``call``."""
+    """(kernel launch alone, through Triton's own JITFunction.run) of the last launch of ``kernel`` made by
+    ``call`` (run with VISIONSSM_FAST_LAUNCH=0, so that the launch reaches JITFunction.run)."""
     seen = {}
     orig = kernel.run
 
@@ -42,10 +45,16 @@ def captured_launch(kernel, call):
         return orig(*a, **k)
 
     kernel.run = spy
+    old = os.environ.get("VISIONSSM_FAST_LAUNCH")
+    os.environ["VISIONSSM_FAST_LAUNCH"] = "0"
     try:
         call()
     finally:
         kernel.run = orig
+        if old is None:
+            del os.environ["VISIONSSM_FAST_LAUNCH"]
+        else:
+            os.environ["VISIONSSM_FAST_LAUNCH"] = old
     a, k = seen["a"], seen["k"]
     return lambda: orig(*a, **k)
 
@@ -60,9 +69,9 @@ def main():
         direct = lambda: triton_scan.selective_scan_triton(**x, delta_softplus=True)
         rows.append(("selective_scan_triton (no checks)", per_call(direct)))
         launch = captured_launch(triton_scan.selective_scan_fwd_kernel, scan)
-        rows.append(("  Triton launch of the fwd kernel", per_call(launch)))
+        rows.append(("  fwd kernel launch, Triton's path", per_call(launch)))
         rows.append(("  (A * LOG2E).t().contiguous()", per_call(lambda: (A * 1.4427).t().contiguous())))
-        rows.append(("  _n_contiguous(B)", per_call(lambda: triton_scan._n_contiguous(x["B"]))))
+        rows.append(("  pack_bc((B, C))", per_call(lambda: pack_bc((x["B"], x["C"])))))
         rows.append(("  torch.empty", per_call(lambda: torch.empty(2, 64, 16, device="cuda"))))
         rows.append(("  launch_config", per_call(lambda: triton_scan.launch_config(2, 64, 64, 16, 16))))
         g = torch.Generator(device="cuda").manual_seed(0)
@@ -73,7 +82,7 @@ def main():
         ssd = lambda: ssd_causal(**s, chunk_size=64, dt_softplus=True, backend="triton")
         rows.append(("ssd_causal (whole op)", per_call(ssd)))
         launch = captured_launch(triton_causal.ssd_causal_fwd_kernel, ssd)
-        rows.append(("  Triton launch of the fwd kernel", per_call(launch)))
+        rows.append(("  fwd kernel launch, Triton's path", per_call(launch)))
     leaves = {k: v.detach().clone().requires_grad_(True) for k, v in x.items()}
     grad = torch.randn_like(x["u"])
     fb = lambda: selective_scan(**leaves, delta_softplus=True, backend="triton").backward(grad)

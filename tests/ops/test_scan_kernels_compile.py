@@ -27,7 +27,9 @@ SCRIPT = textwrap.dedent(
     from visionssm.ops.scan_routes.triton_routed_fwd import routed_scan_fwd_kernel
     from visionssm.ops.scan_routes.triton_routed_smalln_bwd import routed_smalln_bwd_kernel
     from visionssm.ops.scan_routes.triton_routed_smalln_fwd import routed_smalln_fwd_kernel
+    from visionssm.ops.selective_scan.triton_bc_layout import pack_bc_kernel, unpack_bc_grads_kernel
     from visionssm.ops.selective_scan.triton_bwd import selective_scan_bwd_kernel
+    from visionssm.ops.selective_scan.triton_prep import backward_prep_kernel
     from visionssm.ops.selective_scan.triton_fwd import selective_scan_fwd_kernel
     from visionssm.ops.selective_scan.triton_smalln_bwd import smalln_bwd_kernel
     from visionssm.ops.selective_scan.triton_smalln_fwd import smalln_fwd_kernel
@@ -59,6 +61,15 @@ SCRIPT = textwrap.dedent(
     build(selective_scan_fwd_kernel, dict(s6, MODE=0, SAVE_STARTS=False, T=8, LOG_T=3, STAGES=1, BIDIR=False,
                                           CARRY=True, FOLD=False, ASM=False, M1_AHEAD=False, WRITE_AT=False), 1,
           maxnreg=128)
+    # the no-grad forward reading 16-bit B/C (triton_scan._scan_layout)
+    build(selective_scan_fwd_kernel, dict(s6, MODE=0, SAVE_STARTS=False, T=8, LOG_T=3, STAGES=2, BIDIR=True,
+                                          CARRY=False, FOLD=False, ASM=True, M1_AHEAD=True, WRITE_AT=False), 1,
+          DATA | {"B_ptr", "C_ptr", "B2_ptr", "C2_ptr"})
+    xs = {"x0_ptr", "x1_ptr", "x2_ptr", "x3_ptr"}
+    build(pack_bc_kernel, dict(BLOCK_L=64, BLOCK_N=16, PREP=True), 4, xs)  # 16-bit in, float32 out, prep
+    build(pack_bc_kernel, dict(BLOCK_L=64, BLOCK_N=16, PREP=False), 4, xs | {"out_ptr"})  # 16-bit kept
+    build(unpack_bc_grads_kernel, dict(BLOCK_L=64, BLOCK_N=16), 4, {"out_ptr"})
+    build(backward_prep_kernel, dict(BLOCK=2048), 4)
     small = dict(common, HAS_Z=True, REVERSE=True, BLOCK_D=4, BLOCK_T=128, BLOCK_N=1)
     build(smalln_fwd_kernel, dict(small, MODE=0, SAVE_STARTS=True), 4)
     build(smalln_bwd_kernel, dict(small, MODE=0, HAS_DLAST=True), 4)
