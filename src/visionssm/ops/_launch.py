@@ -3,7 +3,7 @@
 ``kernel[grid](*args, **constexprs)`` binds and specialises every argument, builds a cache key from them and the
 options, and its launcher asks the CUDA driver about every tensor pointer (cuPointerGetAttribute). With ~45
 arguments that is tens of microseconds per launch, and more on a slow host; the scan's forward+backward makes
-three to seven launches, and small problems are host-bound. Here the compiled kernel is looked up on what
+four to eight launches, and small problems are host-bound. Here the compiled kernel is looked up on what
 decides Triton's specialisation -- each tensor's dtype, device and 16-byte alignment, each scalar's exact value
 (a superset of its ``== 1`` / ``% 16`` / bit-width classes), the constexprs -- and launched with raw pointers.
 A miss goes through ``kernel[grid]`` (which compiles, checks and launches) and remembers what it returned.
