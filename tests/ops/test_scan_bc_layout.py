@@ -63,14 +63,16 @@ def test_unpack_bc_grads_matches_torch(triton_device, n_dir, shape, dtype):
 
 
 @pytest.mark.parametrize("dim, nstate, zero_sizes", [(64, 16, (5000, 64, 64)), (8, 1, (3, 8)), (192, 16, (100,))])
-def test_pack_bc_with_backward_prep(triton_device, dim, nstate, zero_sizes):
+@pytest.mark.parametrize("two", [False, True])
+def test_pack_bc_with_backward_prep(triton_device, dim, nstate, zero_sizes, two):
     # the backward's zeroed accumulators and At = A^T log2(e) from the pack launch (few programs: 1 x 2 x 2 here,
-    # so each loops over several blocks of the zeros and of At)
+    # so each loops over several blocks of the zeros and of At); two: Vim's directions, At over A's rows then A2's
     g = torch.Generator().manual_seed(dim)
     xs = tuple(torch.randn(2, nstate, 40, generator=g).to(triton_device) for _ in range(2))
     A = (-torch.rand(dim, nstate, generator=g) * 4 - 0.5).to(triton_device)
+    A1, A2 = (A[: dim // 2].contiguous(), A[dim // 2:].contiguous()) if two else (A, None)
     with _alloc.poisoned_outputs():
-        *packed, = pack_bc(xs, torch.float32, (A, zero_sizes))
+        *packed, = pack_bc(xs, torch.float32, (A1, A2, zero_sizes))
     assert len(packed) == 2 + len(zero_sizes) + 1
     for x, y in zip(xs, packed[:2]):
         assert torch.equal(y, _as_bgln(x))

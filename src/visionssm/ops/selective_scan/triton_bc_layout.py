@@ -17,18 +17,20 @@ import triton.language as tl
 from .. import _alloc
 from .._host import cdiv, next_pow2
 from .._launch import launch
+from .triton_prep import at_block
 
 _BLOCK_L = 64
 _PREP_BLOCK = tl.constexpr(1024)
-LOG2E = tl.constexpr(1.4426950408889634)
 
 
 @triton.jit
-def pack_bc_kernel(out_ptr, x0_ptr, x1_ptr, x2_ptr, x3_ptr, prep_ptr, A_ptr, L, n_state, groups, n_zero, dim,
+def pack_bc_kernel(out_ptr, x0_ptr, x1_ptr, x2_ptr, x3_ptr, prep_ptr, A_ptr, A2_ptr, L, n_state, groups, n_zero, dim,
+                   half,
                    s00, s01, s02, s03, s10, s11, s12, s13, s20, s21, s22, s23, s30, s31, s32, s33,
                    BLOCK_L: tl.constexpr, BLOCK_N: tl.constexpr, PREP: tl.constexpr):
     # x_t: (batch, G, N, L) at strides s_t0..s_t3 (any dtype) -> out[t]: (batch, G, L, N) in out's dtype, contiguous.
-    # PREP: also the backward's prep (triton_prep.py) into prep: [n_zero zeros | At = A^T log2(e) (N, dim)].
+    # PREP: also the backward's prep (triton_prep.py) into prep: [n_zero zeros | At = A^T log2(e) (N, dim)], A's
+    # rows [0, half) from A, the rest from A2 (Vim's two directions), both (rows, N) float32 contiguous.
     if PREP:
         pid = (tl.program_id(2) * tl.num_programs(1) + tl.program_id(1)) * tl.num_programs(0) + tl.program_id(0)
         step = tl.num_programs(0) * tl.num_programs(1) * tl.num_programs(2) * _PREP_BLOCK
@@ -37,9 +39,7 @@ def pack_bc_kernel(out_ptr, x0_ptr, x1_ptr, x2_ptr, x3_ptr, prep_ptr, A_ptr, L, 
             tl.store(prep_ptr + i, tl.zeros((_PREP_BLOCK,), dtype=tl.float32), mask=i < n_zero)
         for i0 in range(pid * _PREP_BLOCK, n_state * dim, step):
             i = i0 + tl.arange(0, _PREP_BLOCK)
-            at = i < n_state * dim  # element i of At is (i // dim, i % dim), A's (i % dim, i // dim)
-            a = tl.load(A_ptr + (i % dim) * n_state + i // dim, mask=at, other=0.0)
-            tl.store(prep_ptr + n_zero + i, a * LOG2E, mask=at)
+            tl.store(prep_ptr + n_zero + i, at_block(A_ptr, A2_ptr, i, n_state, dim, half), mask=i < n_state * dim)
     t = tl.program_id(2)
     if t == 0:
         src = x0_ptr
@@ -89,7 +89,7 @@ def _bgnl_strides(t: torch.Tensor) -> tuple:
 
 def pack_bc(tensors: tuple, dtype: torch.dtype = torch.float32, prep: tuple | None = None) -> tuple:
     """(batch, [G,] N, L) tensors of one shape, any dtype/strides -> (batch, G, L, N) contiguous views in ``dtype``
-    of one buffer, written by one launch (up to 4 tensors). ``prep = (A, zero_sizes)``: the same launch also does
+    of one buffer, written by one launch (up to 4 tensors). ``prep = (A, A2, zero_sizes)``: the same launch also does
     :func:`backward_prep`'s work, whose flat views come back after the packed tensors (a forward that saves for
     the backward spares it that launch)."""
     x0 = tensors[0]
@@ -100,16 +100,18 @@ def pack_bc(tensors: tuple, dtype: torch.dtype = torch.float32, prep: tuple | No
     padded = (*tensors, *(x0,) * (4 - k))
     s0, s1, s2, s3 = (_bgnl_strides(t) for t in padded)
     if prep is not None:
-        A, zero_sizes = prep
-        dim, n_zero = A.shape[0], sum(zero_sizes)
-        buf = _alloc.empty(n_zero + A.numel(), dtype=torch.float32, device=x0.device)
+        A, A2, zero_sizes = prep
+        half = A.shape[0]
+        dim, n_zero = half + (A2.shape[0] if A2 is not None else 0), sum(zero_sizes)
+        buf = _alloc.empty(n_zero + nstate * dim, dtype=torch.float32, device=x0.device)
     else:
-        A, dim, n_zero, buf = x0, 0, 0, out
-    launch(pack_bc_kernel, (cdiv(length, _BLOCK_L), batch * groups, k), (out, *padded, buf, A),
-           (length, nstate, groups, n_zero, dim, *s0, *s1, *s2, *s3), BLOCK_L=_BLOCK_L, BLOCK_N=next_pow2(nstate),
-           PREP=prep is not None)
+        A, A2, dim, half, n_zero, buf = x0, None, 0, 0, 0, out
+    tensors = (out, *padded, buf, A, A2 if A2 is not None else A)
+    launch(pack_bc_kernel, (cdiv(length, _BLOCK_L), batch * groups, k), tensors,
+           (length, nstate, groups, n_zero, dim, half, *s0, *s1, *s2, *s3), BLOCK_L=_BLOCK_L,
+           BLOCK_N=next_pow2(nstate), PREP=prep is not None)
     packed = out.unbind(0)
-    return packed if prep is None else (*packed, *buf.split_with_sizes((*zero_sizes, A.numel())))
+    return packed if prep is None else (*packed, *buf.split_with_sizes((*zero_sizes, nstate * dim)))
 
 
 def unpack_bc_grads(rows: torch.Tensor, shape: torch.Size, dtype: torch.dtype, n_dir: int, groups: int) -> tuple:

@@ -27,7 +27,7 @@ import triton.language as tl
 from .._fastmath import LN2, LOG2E, sigmoid_fast, softplus_fast
 from .._tiles import columns
 from .._warp_reduce import warp_reduce_scatter32
-from .triton_fwd import _channel_lanes, _chunk_pos, _direction, _ld, _memory_tile, _st, _step_col, _step_pos
+from .triton_fwd import _channel_lanes, _chunk_pos, _direction, _ld, _memory_tile, _params, _st, _step_col, _step_pos
 
 
 @triton.jit
@@ -49,7 +49,7 @@ def selective_scan_bwd_kernel(
     u_ptr, delta_ptr, At_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, dlast_ptr, starts_ptr,
     seg_w_ptr, seg_sum_ptr,
     du_ptr, ddelta_ptr, dAt_ptr, dBC_ptr, dD_ptr, dz_ptr, dbias_ptr,
-    u2_ptr, delta2_ptr, B2_ptr, C2_ptr,
+    u2_ptr, delta2_ptr, B2_ptr, C2_ptr, D2_ptr, bias2_ptr,
     L, dim, dim_per_group, n_state, seg_len, n_seg,
     s_ub, s_ud, s_ul,
     s_db, s_dd, s_dl,
@@ -87,8 +87,9 @@ def selective_scan_bwd_kernel(
     # launch writes. Reading A (dim, N) here cost more: the forward's state-by-state _a_tile moved ptxas' spills
     # into this loop (22% slower, H100), and a strided 2-D load re-laid the loop's tiles (SASS: 2x the code).
     A2 = _ld(At_ptr + nd, nd_ok, EVEN_N)
-    Dv = tl.load(D_ptr + d) if HAS_D else 0.0
-    bias = tl.load(bias_ptr + d) if HAS_BIAS else 0.0
+    _, D_src, bias_src = _params(rev, At_ptr, At_ptr, D_ptr, D2_ptr, bias_ptr, bias2_ptr, BIDIR)
+    Dv = tl.load(D_src + c_loc) if HAS_D else 0.0
+    bias = tl.load(bias_src + c_loc) if HAS_BIAS else 0.0
     w = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)  # carry: decay_{t+1} * adj_{t+1}
     if MODE == 0:
         if CARRY:  # the carry entering from the right: dlast and the later segments folded in (_segment_carry)

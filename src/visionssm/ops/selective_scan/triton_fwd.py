@@ -100,6 +100,15 @@ def _direction(pid_d, d, dim, dim_per_group, u_ptr, u2_ptr, delta_ptr, delta2_pt
 
 
 @triton.jit
+def _params(rev, A_ptr, A2_ptr, D_ptr, D2_ptr, bias_ptr, bias2_ptr, BIDIR: tl.constexpr):
+    """A, D, delta_bias of a program's direction (BIDIR: each direction's own tensors, no stacked copies)."""
+    if BIDIR:
+        return tl.where(rev, A2_ptr, A_ptr), tl.where(rev, D2_ptr, D_ptr), tl.where(rev, bias2_ptr, bias_ptr)
+    else:
+        return A_ptr, D_ptr, bias_ptr
+
+
+@triton.jit
 def _chunk_pos(i, i1, L, rev, T: tl.constexpr, REVERSE: tl.constexpr, BIDIR: tl.constexpr):
     """Memory positions (ascending, (T,)) of the tile that holds scan steps i .. i+T-1, and which of them
     lie in the segment (steps < i1). Reversed programs read their tile right to left (_step_col)."""
@@ -154,7 +163,7 @@ def _memory_tile(step_cols, rev, BLOCK_D: tl.constexpr, T: tl.constexpr, LOG_T: 
 @triton.jit(do_not_specialize=["zero_stride"])
 def selective_scan_fwd_kernel(
     u_ptr, delta_ptr, A_ptr, At_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, last_ptr, starts_ptr,
-    seg_end_ptr, seg_sum_ptr, u2_ptr, delta2_ptr, B2_ptr, C2_ptr,
+    seg_end_ptr, seg_sum_ptr, u2_ptr, delta2_ptr, B2_ptr, C2_ptr, A2_ptr, D2_ptr, bias2_ptr,
     L, dim, dim_per_group, n_state, seg_len, n_seg,
     s_ub, s_ud, s_ul,
     s_db, s_dd, s_dl,
@@ -168,7 +177,8 @@ def selective_scan_fwd_kernel(
     BIDIR: tl.constexpr, CARRY: tl.constexpr, FOLD: tl.constexpr, STAGES: tl.constexpr, ASM: tl.constexpr,
     M1_AHEAD: tl.constexpr = False, WRITE_AT: tl.constexpr = False,
 ):
-    # A: (dim, N) float32, contiguous. WRITE_AT (MODE=1): the programs of batch 0, segment 0 also write At =
+    # A: (dim, N) float32, contiguous (BIDIR: A, D, delta_bias of the first direction, A2, D2, bias2 of the
+    # second, each (dim / 2, ...)). WRITE_AT (MODE=1): the programs of batch 0, segment 0 also write At =
     # A^T log2(e) (N, dim) float32, segment_carry's decay coefficients (no torch op for them on the host).
     # starts: (batch, n_chunks, dim // BLOCK_D, BLOCK_N, BLOCK_D);
     # seg_end: (batch, n_seg, N, dim); seg_sum: (batch, n_seg, dim); last: (batch, N, dim); all contiguous float32.
@@ -186,9 +196,10 @@ def selective_scan_fwd_kernel(
     sn = n[:, None] * BLOCK_D + _channel_lanes(tl.arange(0, BLOCK_D), zero_stride, BLOCK_D)[None, :]
     rev, c_loc, g, u_src, d_src, B_src, C_src = _direction(pid_d, d, dim, dim_per_group, u_ptr, u2_ptr, delta_ptr,
                                                        delta2_ptr, B_ptr, B2_ptr, C_ptr, C2_ptr, BLOCK_D, BIDIR)
-    A2 = _a_tile(A_ptr, d, n, n_state, BLOCK_N, BLOCK_D)
-    Dv = tl.load(D_ptr + d) if HAS_D else 0.0
-    bias = tl.load(bias_ptr + d) if HAS_BIAS else 0.0
+    A_src, D_src, bias_src = _params(rev, A_ptr, A2_ptr, D_ptr, D2_ptr, bias_ptr, bias2_ptr, BIDIR)
+    A2 = _a_tile(A_src, c_loc, n, n_state, BLOCK_N, BLOCK_D)
+    Dv = tl.load(D_src + c_loc) if HAS_D else 0.0
+    bias = tl.load(bias_src + c_loc) if HAS_BIAS else 0.0
     h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
     if MODE == 0 and CARRY:
         if FOLD:  # few segments: fold the earlier segments' ends in here (one launch fewer than segment_carry)

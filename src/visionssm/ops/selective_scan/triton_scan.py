@@ -114,11 +114,13 @@ def _bwd_flags(has_d, has_z, has_bias, softplus, reverse, has_dlast, chunk, bd, 
 
 
 class _TritonScan(torch.autograd.Function):
-    """One direction; or with u2/delta2/B2/C2 (BIDIR) Vision Mamba's two directions in one launch: the second
-    scanned right to left, A/D/delta_bias stacked (2 dim, ...), output stacked (batch, 2 dim, L), z shared."""
+    """One direction; or with u2/delta2/B2/C2/A2/D2/bias2 (BIDIR) Vision Mamba's two directions in one launch:
+    the second scanned right to left, each with its own parameters (no stacked copies: no cat ops, and no
+    autograd nodes to split their grads), output stacked (batch, 2 dim, L), z shared."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus, reverse, u2=None, delta2=None, B2=None, C2=None):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus, reverse, u2=None, delta2=None, B2=None, C2=None,
+                A2=None, D2=None, bias2=None):
         bidir = u2 is not None
         # B, C may come (batch, N, L) or (batch, G, N, L); their grads go back in the shapes and dtypes that came.
         ctx.bc_shapes = (B.shape, C.shape, *((B2.shape, C2.shape) if bidir else ()))
@@ -128,8 +130,10 @@ class _TritonScan(torch.autograd.Function):
         # autograd nodes whose backward costs host time on every training step (the grads are cast back below).
         save = any(ctx.needs_input_grad)
         # A saving forward also readies the backward's accumulators in the launch that packs B/C (when it runs)
-        zero_sizes = _acc_sizes(u.shape, A.shape, (B.shape[1] if B.dim() == 4 else 1) * (1 + bidir)) if save else None
-        (B, C, *bc2), ctx.prep = _scan_layout((B, C, B2, C2) if bidir else (B, C), not save, A, zero_sizes)
+        n_dir = 1 + bidir
+        zero_sizes = _acc_sizes(u.shape, n_dir * A.shape[0], A.shape[1], (B.shape[1] if B.dim() == 4 else 1) * n_dir)
+        (B, C, *bc2), ctx.prep = _scan_layout((B, C, B2, C2) if bidir else (B, C), not save, A, A2,
+                                              zero_sizes if save else None)
         if bidir:
             B2, C2 = bc2
         batch, dim, length = u.shape
@@ -152,7 +156,8 @@ class _TritonScan(torch.autograd.Function):
         need_at = n_seg > 1 and not fold
         At = _alloc.empty(nstate, dim, **f32) if need_at else last
         opt = lambda t: t if t is not None else out
-        second = (u2, delta2, B2, C2) if bidir else (u, delta, B, C)
+        second = ((u2, delta2, B2, C2, A2, opt(D2), opt(bias2)) if bidir
+                  else (u, delta, B, C, A, opt(D), opt(delta_bias)))
         tensors = (u, delta, A, At, B, C, opt(D), opt(z), opt(delta_bias), out, last, starts, seg_end, seg_sum, *second)
         scalars = (
             length, dim, dpg, nstate, seg_len, n_seg,
@@ -166,7 +171,8 @@ class _TritonScan(torch.autograd.Function):
             if not fold:
                 segment_carry(seg_sum, seg_end, None, reverse=False, coef=At)
         launch(selective_scan_fwd_kernel, grid, tensors, scalars, flags, MODE=0)
-        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, starts, seg_sum, *(second if bidir else ()))
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, starts, seg_sum,
+                              *((u2, delta2, B2, C2, A2, D2, bias2) if bidir else ()))
         ctx.cfg = (softplus, reverse, bd, bn, chunk, warps, seg_len, n_seg, bidir)
         ctx.set_materialize_grads(False)  # an unused last state costs no zero-filled grad (host time, a launch)
         return out, last
@@ -175,9 +181,10 @@ class _TritonScan(torch.autograd.Function):
     def backward(ctx, dout, dlast):
         softplus, reverse, bd, bn, chunk, warps, seg_len, n_seg, bidir = ctx.cfg
         u, delta, A, B, C, D, z, delta_bias, starts, seg_sum, *second = ctx.saved_tensors
-        second = second or (u, delta, B, C)
+        A2, D2, bias2 = second[4:] if bidir else (None, None, None)
         batch, _, length = u.shape
-        dim, nstate = A.shape
+        half, nstate = A.shape
+        dim = 2 * half if bidir else half
         groups = B.shape[1]
         dpg = u.shape[1] // groups
         dev = u.device
@@ -193,16 +200,17 @@ class _TritonScan(torch.autograd.Function):
         # group of either direction, token), At.
         prep, ctx.prep = ctx.prep, None  # used once: a second backward (retain_graph) needs fresh zeros
         if prep is None:
-            prep = backward_prep(A, _acc_sizes(u.shape, A.shape, dim // dpg))
+            prep = backward_prep(A, _acc_sizes(u.shape, dim, nstate, dim // dpg), A2)
         dAt, dD, dbias, dBC, At = prep
         dD = dD if D is not None else None
         dbias = dbias if delta_bias is not None else None
         seg_w = _alloc.empty(batch, n_seg, nstate, dim, **f32) if n_seg > 1 else dAt
-        dA = dAt.as_strided((dim, nstate), (1, dim))  # the grad of A (dim, N): a view of the (N, dim) planes
+        dA = dAt.as_strided((half, nstate), (1, dim))  # the grad of A (dim, N): a view of the (N, dim) planes
         if dlast is not None:  # segment_carry takes (batch, dim, N); the kernel's own load wants (batch, N, dim)
             dlast = dlast.float().contiguous() if n_seg > 1 else dlast.transpose(1, 2).float().contiguous()
         dout = dout.contiguous() if bidir else dout
         opt = lambda t: t if t is not None else du
+        second = (*second[:4], opt(D2), opt(bias2)) if bidir else (u, delta, B, C, opt(D), opt(delta_bias))
         tensors = (u, delta, At, B, C, opt(D), opt(z), opt(delta_bias), dout, opt(dlast), starts, seg_w, seg_sum,
                    du, ddelta, dAt, dBC, opt(dD), opt(dz), opt(dbias), *second)
         scalars = (
@@ -218,16 +226,23 @@ class _TritonScan(torch.autograd.Function):
             segment_carry(seg_sum, seg_w, dlast, reverse=True, coef=At, init_transposed=True)
         launch(selective_scan_bwd_kernel, grid, tensors, scalars, flags, MODE=0)
         n_dir = 2 if bidir else 1
-        dD = dD.to(D.dtype) if D is not None and D.dtype != torch.float32 else dD
-        dbias = dbias.to(delta_bias.dtype) if delta_bias is not None and delta_bias.dtype != torch.float32 else dbias
         grads = _bc_grads(dBC, ctx.bc_dtypes, ctx.bc_shapes, batch, n_dir, groups, length, nstate)
         if not bidir:
-            return du, ddelta, dA, *grads, dD, dz, dbias, None, None
-        half = dim // 2
+            return du, ddelta, dA, *grads, _cast(dD, D), dz, _cast(dbias, delta_bias), None, None
+        # each direction's parameter grads: views of the (2 dim) accumulators
+        dA2 = dAt.as_strided((half, nstate), (1, dim), dAt.storage_offset() + half)
+        dD, dD2 = dD.split(half) if dD is not None else (None, None)
+        dbias, dbias2 = dbias.split(half) if dbias is not None else (None, None)
         if dz is not None:
             dz = dz[:, :half] + dz[:, half:]
-        return (du[:, :half], ddelta[:, :half], dA, grads[0], grads[1], dD, dz, dbias,
-                None, None, du[:, half:], ddelta[:, half:], grads[2], grads[3])
+        return (du[:, :half], ddelta[:, :half], dA, grads[0], grads[1], _cast(dD, D), dz, _cast(dbias, delta_bias),
+                None, None, du[:, half:], ddelta[:, half:], grads[2], grads[3], dA2, _cast(dD2, D2),
+                _cast(dbias2, bias2))
+
+
+def _cast(grad, like):
+    """A float32 parameter grad in its parameter's dtype (None stays None)."""
+    return grad.to(like.dtype) if grad is not None and like.dtype != torch.float32 else grad
 
 
 def _bc_grads(dBC, dtypes, shapes, batch, n_dir, groups, length, nstate):
@@ -243,11 +258,11 @@ def _bc_grads(dBC, dtypes, shapes, batch, n_dir, groups, length, nstate):
     return [g.view(shape) for g, shape in zip(grads, shapes)]
 
 
-def _scan_layout(tensors: tuple, allow_half: bool, A: torch.Tensor, zero_sizes: tuple | None) -> tuple:
+def _scan_layout(tensors: tuple, allow_half: bool, A: torch.Tensor, A2, zero_sizes: tuple | None) -> tuple:
     """(B, C (, B2, C2), prep): the (batch, [G,] N, L) inputs as the (batch, G, L, N) views (N contiguous, equal
     strides) the kernels read: as they are when they already are, else converted by one launch for all. B and C
     are ~N/dim of the traffic, so the copy is cheap; its host time is what counts. With ``zero_sizes``, that launch
-    also does backward_prep(A, zero_sizes), returned as ``prep`` (None when there was no launch).
+    also does backward_prep(A, zero_sizes, A2), returned as ``prep`` (None when there was no launch).
 
     ``allow_half`` (no backward to follow): 16-bit B/C stay 16-bit, which the forward reads faster (H100,
     (128, 384, 197, 16): 0.115 vs 0.127 ms); the backward reads float32 faster (0.526 vs 0.727 ms), so a
@@ -262,16 +277,16 @@ def _scan_layout(tensors: tuple, allow_half: bool, A: torch.Tensor, zero_sizes: 
         return views, None
     if (len({t.dtype for t in tensors}) == 1 and len({t.shape for t in tensors}) == 1
             and t0.shape[0] * (t0.shape[1] if t0.dim() == 4 else 1) < 65536):
-        out = pack_bc(tensors, dtype, (A, zero_sizes) if zero_sizes is not None else None)
+        out = pack_bc(tensors, dtype, (A, A2, zero_sizes) if zero_sizes is not None else None)
         k = len(tensors)
         return out[:k], (out[k:] if zero_sizes is not None else None)
     views = [(t if t.dim() == 4 else t.unsqueeze(1)).transpose(-1, -2) for t in tensors]
     return [v.to(torch.float32).contiguous() for v in views], None  # (mixed dtypes or shapes: rare)
 
 
-def _acc_sizes(u_shape, a_shape, n_grp: int) -> tuple:
-    """Sizes of the backward's zeroed accumulators: dA^T, dD, ddelta_bias, [dB | dC] (batch, n_grp, L, 2N)."""
-    dim, nstate = a_shape
+def _acc_sizes(u_shape, dim: int, nstate: int, n_grp: int) -> tuple:
+    """Sizes of the backward's zeroed accumulators: dA^T, dD, ddelta_bias (dim: both directions with BIDIR),
+    [dB | dC] (batch, n_grp, L, 2N)."""
     return nstate * dim, dim, dim, u_shape[0] * n_grp * u_shape[2] * 2 * nstate
 
 
@@ -338,9 +353,9 @@ def bidirectional_selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta
         df, db = df.contiguous(), db.contiguous()
     if z is not None and z.dtype != dtype:
         z = z.to(dtype)
-    cat = lambda pair: torch.cat([pair[0], pair[1]]).float().contiguous() if pair is not None else None
-    out, last = _autograd.apply(_TritonScan, uf, df, cat(A), Bf, Cf, cat(D), z, cat(delta_bias), delta_softplus,
-                                False, ub, db, Bb, Cb)
+    pick = lambda pair, k: _f32(pair[k]) if pair is not None else None
+    out, last = _autograd.apply(_TritonScan, uf, df, pick(A, 0), Bf, Cf, pick(D, 0), z, pick(delta_bias, 0),
+                                delta_softplus, False, ub, db, Bb, Cb, pick(A, 1), pick(D, 1), pick(delta_bias, 1))
     batch, _, length = uf.shape
     out, last = out.view(batch, 2, dim, length), last.view(batch, 2, dim, -1)
     return (out, last) if return_last_state else out
