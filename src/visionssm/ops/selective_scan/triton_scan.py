@@ -125,9 +125,10 @@ class _TritonScan(torch.autograd.Function):
         # B, C may come (batch, N, L) or (batch, G, N, L); their grads go back in the shapes and dtypes that came.
         ctx.bc_shapes = (B.shape, C.shape, *((B2.shape, C2.shape) if bidir else ()))
         ctx.bc_dtypes = (B.dtype, C.dtype, *((B2.dtype, C2.dtype) if bidir else ()))
-        # B, C (and B2, C2) arrive (batch, [G,] N, L) in any dtype and layout; the kernels read float32 N-vectors:
-        # (batch, G, L, N) views here. Converted here rather than by the caller: outside, each conversion is a few
-        # autograd nodes whose backward costs host time on every training step (the grads are cast back below).
+        # B, C (and B2, C2) arrive (batch, [G,] N, L) in any dtype and layout; the kernels read N-vectors (float32,
+        # or 16-bit in a no-grad forward): (batch, G, L, N) views here. Converted here rather than by the caller:
+        # outside, each conversion is a few autograd nodes whose backward costs host time on every training step
+        # (the grads are cast back below).
         save = any(ctx.needs_input_grad)
         # A saving forward also readies the backward's accumulators in the launch that packs B/C (when it runs)
         n_dir = 1 + bidir
