@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -45,16 +46,11 @@ def captured_launch(kernel, call):
         return orig(*a, **k)
 
     kernel.run = spy
-    old = os.environ.get("VISIONSSM_FAST_LAUNCH")
-    os.environ["VISIONSSM_FAST_LAUNCH"] = "0"
     try:
-        call()
+        with mock.patch.dict(os.environ, VISIONSSM_FAST_LAUNCH="0"):
+            call()
     finally:
         kernel.run = orig
-        if old is None:
-            del os.environ["VISIONSSM_FAST_LAUNCH"]
-        else:
-            os.environ["VISIONSSM_FAST_LAUNCH"] = old
     a, k = seen["a"], seen["k"]
     return lambda: orig(*a, **k)
 

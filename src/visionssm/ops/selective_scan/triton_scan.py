@@ -132,9 +132,9 @@ class _TritonScan(torch.autograd.Function):
         save = any(ctx.needs_input_grad)
         # A saving forward also readies the backward's accumulators in the launch that packs B/C (when it runs)
         n_dir = 1 + bidir
-        zero_sizes = _acc_sizes(u.shape, n_dir * A.shape[0], A.shape[1], (B.shape[1] if B.dim() == 4 else 1) * n_dir)
-        (B, C, *bc2), ctx.prep = _scan_layout((B, C, B2, C2) if bidir else (B, C), not save, A, A2,
-                                              zero_sizes if save else None)
+        zero_sizes = (_acc_sizes(u.shape, n_dir * A.shape[0], A.shape[1], (B.shape[1] if B.dim() == 4 else 1) * n_dir)
+                      if save else None)
+        (B, C, *bc2), ctx.prep = _scan_layout((B, C, B2, C2) if bidir else (B, C), not save, A, A2, zero_sizes)
         if bidir:
             B2, C2 = bc2
         batch, dim, length = u.shape
@@ -249,7 +249,7 @@ def _cast(grad, like):
 def _bc_grads(dBC, dtypes, shapes, batch, n_dir, groups, length, nstate):
     """dB, dC (and dB2, dC2) from the [dB | dC] float32 rows (batch, n_dir x groups, L, 2N), each contiguous in
     the shape and dtype its input came in: one launch for all when the shapes and dtypes agree."""
-    if len(set(dtypes)) == 1 and len(set(shapes)) == 1 and batch * groups < 65536:
+    if len(set(dtypes)) == 1 and len(set(shapes)) == 1 and batch * groups <= _MAX_GRID_Y:
         return unpack_bc_grads(dBC, shapes[0], dtypes[0], n_dir, groups)
     # (n_dir, 2, batch, G, N, L): rows in the order of the inputs, dB, dC (, dB2, dC2). A .to to the same dtype
     # returns its input whatever the memory format asked: .contiguous() then makes the copy.
@@ -272,17 +272,21 @@ def _scan_layout(tensors: tuple, allow_half: bool, A: torch.Tensor, A2, zero_siz
     half = allow_half and t0.dtype in _HALF and env_get("VISIONSSM_SCAN_BC16", "1") != "0"
     dtype = t0.dtype if half else torch.float32
     if all(t.dtype == dtype and t.stride(-2) == 1 for t in tensors):
-        views = [(t if t.dim() == 4 else t.unsqueeze(1)).transpose(-1, -2) for t in tensors]
+        views = [_bgln_view(t) for t in tensors]
         if len({v.stride() for v in views}) > 1:  # one set of strides serves all
             views = [v.contiguous() for v in views]
         return views, None
     if (len({t.dtype for t in tensors}) == 1 and len({t.shape for t in tensors}) == 1
-            and t0.shape[0] * (t0.shape[1] if t0.dim() == 4 else 1) < 65536):
+            and t0.shape[0] * (t0.shape[1] if t0.dim() == 4 else 1) <= _MAX_GRID_Y):
         out = pack_bc(tensors, dtype, (A, A2, zero_sizes) if zero_sizes is not None else None)
         k = len(tensors)
         return out[:k], (out[k:] if zero_sizes is not None else None)
-    views = [(t if t.dim() == 4 else t.unsqueeze(1)).transpose(-1, -2) for t in tensors]
-    return [v.to(torch.float32).contiguous() for v in views], None  # (mixed dtypes or shapes: rare)
+    return [_bgln_view(t).to(torch.float32).contiguous() for t in tensors], None  # (mixed dtypes or shapes: rare)
+
+
+def _bgln_view(t: torch.Tensor) -> torch.Tensor:
+    """A (batch, [G,] N, L) tensor as a (batch, G, L, N) view."""
+    return (t if t.dim() == 4 else t.unsqueeze(1)).transpose(-1, -2)
 
 
 def _acc_sizes(u_shape, dim: int, nstate: int, n_grp: int) -> tuple:
@@ -292,6 +296,7 @@ def _acc_sizes(u_shape, dim: int, nstate: int, n_grp: int) -> tuple:
 
 
 _HALF = (torch.bfloat16, torch.float16)
+_MAX_GRID_Y = 65535  # the layout kernels put (batch x groups) on grid axis 1, which CUDA caps here
 
 
 def _bgnl(t: torch.Tensor) -> tuple:
